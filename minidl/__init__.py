@@ -1,0 +1,40 @@
+"""minidl: a deep-learning package written from scratch for teaching.
+
+A Tensor wraps a numpy (CPU) or cupy (GPU) array; every op records how it was made,
+and ``backward()`` walks that record to compute gradients. See DESIGN in the README.
+"""
+
+from minidl import autograd  # noqa: I001  (first: it closes the Tensor <-> Function loop)
+from minidl import backend, cuda, ops
+from minidl.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minidl.backend import Device, get_default_device, manual_seed, set_default_device
+from minidl.creation import (
+    arange,
+    as_tensor,
+    eye,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from minidl.gradcheck import GradcheckError, grad, gradcheck, gradgradcheck
+from minidl.graph import to_dot
+from minidl.ops import *  # noqa: F401,F403  (minidl.exp, minidl.matmul, ...)
+from minidl.tensor import Tensor
+
+float32 = "float32"
+float64 = "float64"
+int64 = "int64"
+
+device = Device
+
+__version__ = "0.1.0"

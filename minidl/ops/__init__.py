@@ -1,0 +1,46 @@
+"""Every differentiable op, grouped by family. Each family's module holds the
+Function classes (forward on arrays, backward in Tensor ops, the derivative in the
+docstring) and the functional forms re-exported here."""
+
+from minidl.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
+from minidl.ops.arithmetic import (
+    abs,
+    add,
+    cast,
+    clip,
+    div,
+    exp,
+    log,
+    mul,
+    neg,
+    pow,
+    sqrt,
+    sub,
+    to_device,
+    where,
+)
+from minidl.ops.linalg import matmul
+from minidl.ops.reduce import argmax, argmin, max, mean, min, std, sum, var
+from minidl.ops.shape import (
+    broadcast_to,
+    cat,
+    chunk,
+    flatten,
+    getitem,
+    pad,
+    reshape,
+    split,
+    squeeze,
+    stack,
+    sum_to,
+    swapaxes,
+    transpose,
+    unsqueeze,
+)
+
+__all__ = [
+    "abs", "add", "argmax", "argmin", "broadcast_to", "cast", "cat", "chunk", "clip", "div", "exp",
+    "flatten", "getitem", "leaky_relu", "log", "log_softmax", "matmul", "max", "mean", "min", "mul",
+    "neg", "pad", "pow", "relu", "reshape", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack",
+    "std", "sub", "sum", "sum_to", "swapaxes", "tanh", "to_device", "transpose", "unsqueeze", "var", "where",
+]

@@ -1,0 +1,124 @@
+"""Activations: tanh, sigmoid, relu, leaky_relu, softmax, log_softmax."""
+
+from __future__ import annotations
+
+from minidl import backend
+from minidl.autograd import Function
+from minidl.ops.reduce import sum as sum_
+
+
+class Tanh(Function):
+    """y = tanh(x);  dy/dx = 1 - y**2"""
+
+    def forward(self, x):
+        return backend.get_array_module(x).tanh(x)
+
+    def backward(self, gy):
+        y = self.outputs[0]
+        return gy * (1 - y * y)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + exp(-x));  dy/dx = y (1 - y)
+
+    Computed as 1/(1+e) for x >= 0 and e/(1+e) for x < 0 with e = exp(-|x|),
+    so exp never overflows, even for |x| > 100.
+    """
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        y = self.outputs[0]
+        return gy * y * (1 - y)
+
+
+class ReLU(Function):
+    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0"""
+
+    def forward(self, x):
+        return backend.get_array_module(x).maximum(x, 0)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        return gy * (x.data > 0).astype(gy.dtype)
+
+
+class LeakyReLU(Function):
+    """y = x if x > 0 else slope * x;  dy/dx = 1 where x > 0, else slope"""
+
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, x):
+        return backend.get_array_module(x).where(x > 0, x, x * x.dtype.type(self.slope))
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        xp = x.xp
+        return gy * xp.where(x.data > 0, 1, self.slope).astype(gy.dtype)
+
+
+class Softmax(Function):
+    """y_i = exp(x_i) / sum_j exp(x_j) along ``axis``;  gx = y * (gy - sum(gy * y))
+
+    exp(x - max(x)) keeps the exponentials in range (the max cancels in the ratio).
+    """
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
+        return e / e.sum(axis=self.axis, keepdims=True)
+
+    def backward(self, gy):
+        y = self.outputs[0]
+        return y * (gy - sum_(gy * y, self.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y_i = x_i - log sum_j exp(x_j) along ``axis``;  gx = gy - softmax(x) * sum(gy)
+
+    log-sum-exp is computed as m + log sum exp(x - m) with m = max(x): no overflow for
+    logits of +-1e4 and no log(0) for very negative ones.
+    """
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        shifted = x - x.max(axis=self.axis, keepdims=True)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+
+    def backward(self, gy):
+        y = self.outputs[0]
+        return gy - y.exp() * sum_(gy, self.axis, keepdims=True)
+
+
+def tanh(x):
+    return Tanh()(x)
+
+
+def sigmoid(x):
+    return Sigmoid()(x)
+
+
+def relu(x):
+    return ReLU()(x)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return LeakyReLU(negative_slope)(x)
+
+
+def softmax(x, axis=-1):
+    return Softmax(axis)(x)
+
+
+def log_softmax(x, axis=-1):
+    return LogSoftmax(axis)(x)
