@@ -28,6 +28,7 @@ from minidl.creation import (
 )
 from minidl.gradcheck import GradcheckError, grad, gradcheck, gradgradcheck
 from minidl.graph import to_dot
+from minidl.io import CheckpointError, load, save
 from minidl.ops import *  # noqa: F401,F403  (minidl.exp, minidl.matmul, ...)
 from minidl.tensor import Tensor
 

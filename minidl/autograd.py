@@ -51,20 +51,20 @@ class _GradMode(contextlib.ContextDecorator):
         _state.enabled = self.previous
         return False
 
-    def __call__(self, func=None):
-        if func is None:  # allow @no_grad() and @no_grad
-            return self
-        return super().__call__(func)
+    def _recreate_cm(self):  # each call of a decorated function gets its own saved state
+        return type(self)(self.enabled)
 
 
-def no_grad():
-    """Record nothing inside: ``with minidl.no_grad(): ...`` or ``@minidl.no_grad()``."""
-    return _GradMode(False)
+def no_grad(func=None):
+    """Record nothing inside: ``with minidl.no_grad(): ...``, ``@minidl.no_grad()`` or ``@minidl.no_grad``."""
+    mode = _GradMode(False)
+    return mode if func is None else mode(func)
 
 
-def enable_grad():
-    """Record the graph inside, even within ``no_grad``."""
-    return _GradMode(True)
+def enable_grad(func=None):
+    """Record the graph inside, even within ``no_grad`` (a context manager or a decorator, like no_grad)."""
+    mode = _GradMode(True)
+    return mode if func is None else mode(func)
 
 
 class set_grad_enabled(_GradMode):
@@ -87,12 +87,17 @@ class Function:
         inputs = tuple(as_tensor_like(x, inputs) for x in inputs)
         check_same_device(self, inputs)
         arrays = [t.data for t in inputs]
-        result = self.forward(*arrays)
+        try:
+            result = self.forward(*arrays)
+        except (ValueError, IndexError) as error:  # e.g. shapes that do not broadcast: name the op and shapes
+            shapes = " and ".join(str(a.shape) for a in arrays)
+            kind = ValueError if isinstance(error, ValueError) else IndexError
+            raise kind(f"{self.name}: {error} (inputs of shape {shapes})") from error
         single = not isinstance(result, tuple)
         results = (result,) if single else result
 
         record = self.differentiable and is_grad_enabled() and any(t.requires_grad for t in inputs)
-        outputs = tuple(Tensor(r, requires_grad=record, _creator=self if record else None) for r in results)
+        outputs = tuple(_output_tensor(r, self if record else None) for r in results)
         if record:
             self.inputs = inputs
             self._outputs = tuple(weakref.ref(o) for o in outputs)
@@ -123,6 +128,12 @@ class Function:
         return f"<{self.name}>"
 
 
+def _output_tensor(array, creator):
+    """Wrap an op's result; only floating-point results carry a gradient (an int cast does not)."""
+    differentiable = creator is not None and array.dtype.kind in "fc"
+    return Tensor(array, requires_grad=differentiable, _creator=creator if differentiable else None)
+
+
 def check_same_device(function, tensors) -> None:
     """All inputs of one op must live on one device."""
     if len(tensors) < 2:
@@ -151,6 +162,8 @@ def as_tensor_like(value, others):
         dtype = like.dtype
         if isinstance(value, float) and dtype.kind in "iub":
             dtype = backend.numpy.dtype(backend.numpy.float32)
+        elif not isinstance(value, bool) and dtype.kind == "b":  # mask * 2 counts, like PyTorch
+            dtype = backend.numpy.dtype(backend.numpy.int64)
         return Tensor(like.xp.asarray(value, dtype=dtype))
     return Tensor(backend.to_device(value, like.device))
 

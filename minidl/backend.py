@@ -90,7 +90,10 @@ def check_device_usable(device: Device) -> None:
         raise RuntimeError(f"device '{device}' was requested but only {count} GPU(s) are visible")
 
 
-_default_device = Device(os.environ.get("MINIDL_DEVICE", "cpu"))
+try:
+    _default_device = Device(os.environ.get("MINIDL_DEVICE", "cpu"))
+except ValueError as error:
+    raise ValueError(f"environment variable MINIDL_DEVICE: {error}") from None
 
 
 def set_default_device(device: "str | Device") -> None:
@@ -120,11 +123,14 @@ def get_array_module(*arrays):
     return numpy
 
 
+_CPU = Device("cpu")
+
+
 def device_of(array) -> Device:
     """The Device an array lives on."""
     if is_cupy_array(array):
         return Device(f"cuda:{array.device.id}")
-    return Device("cpu")
+    return _CPU
 
 
 def array_module_for(device: Device):

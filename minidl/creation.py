@@ -44,7 +44,13 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     return Tensor(_to_array(data, dtype, device))
 
 
-def full(*shape, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+def full(*shape, fill_value=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor of ``shape`` filled with ``fill_value``: ``full((2, 3), 1.5)`` as PyTorch,
+    or ``full(2, 3, fill_value=1.5)``."""
+    if fill_value is None:
+        if len(shape) < 2:
+            raise TypeError("full: expected a shape and a fill_value, e.g. full((2, 3), 1.5)")
+        *shape, fill_value = shape
     device, xp = _place(device)
     if dtype is None:
         dtype = numpy.float32 if isinstance(fill_value, float) else numpy.asarray(fill_value).dtype

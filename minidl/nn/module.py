@@ -45,6 +45,7 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        self._check_assignment(name, value)
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
         if isinstance(value, Parameter):
@@ -57,6 +58,22 @@ class Module:
             object.__setattr__(self, name, value)
             return
         self.__dict__.pop(name, None)
+
+    def _check_assignment(self, name, value) -> None:
+        """A registered parameter, sub-module or buffer may only be replaced by one of its kind (or None):
+        ``self.weight = self.weight * 2`` would otherwise silently stop training the weight."""
+        cls = type(self).__name__
+        if value is None:
+            return
+        if name in self._parameters and not isinstance(value, Parameter):
+            raise TypeError(
+                f"{cls}: cannot assign a {type(value).__name__} to parameter '{name}' (a Parameter or None is "
+                f"expected); to change its values in place use `with minidl.no_grad(): module.{name}.data[...] = ...`"
+            )
+        if name in self._modules and not isinstance(value, Module):
+            raise TypeError(f"{cls}: cannot assign a {type(value).__name__} to sub-module '{name}' (a Module or None is expected)")
+        if name in self.__dict__.get("_buffer_names", ()) and not isinstance(value, Tensor):
+            raise TypeError(f"{cls}: cannot assign a {type(value).__name__} to buffer '{name}' (a Tensor or None is expected)")
 
     def __getattr__(self, name):
         for registry in ("_parameters", "_modules", "_buffers"):
@@ -74,16 +91,36 @@ class Module:
 
     def register_buffer(self, name: str, tensor) -> None:
         """Keep ``tensor`` as state (saved, moved with ``to``) that is not a trained Parameter."""
+        self._check_name(name, "register_buffer")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"{type(self).__name__}.register_buffer: '{name}' is already a parameter or sub-module")
+        if isinstance(tensor, Parameter) or (tensor is not None and not isinstance(tensor, Tensor)):
+            raise TypeError(
+                f"{type(self).__name__}.register_buffer: buffer '{name}' must be a Tensor (not a Parameter) or None, "
+                f"got {type(tensor).__name__}"
+            )
         self.__dict__.setdefault("_buffer_names", set()).add(name)
         self._buffers[name] = tensor
         self.__dict__.pop(name, None)
 
     def register_parameter(self, name: str, parameter) -> None:
         """Register ``parameter`` (may be None, e.g. a layer built with bias=False)."""
+        self._check_name(name, "register_parameter")
+        if parameter is not None and not isinstance(parameter, Parameter):
+            raise TypeError(
+                f"{type(self).__name__}.register_parameter: '{name}' must be a Parameter or None, "
+                f"got {type(parameter).__name__} (wrap it: Parameter(tensor))"
+            )
         if parameter is None:
+            for registry in (self._parameters, self._modules, self._buffers):
+                registry.pop(name, None)
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, parameter)
+
+    def _check_name(self, name, where) -> None:
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{type(self).__name__}.{where}: the name must be a non-empty string without '.', got {name!r}")
 
     # ------------------------------------------------------------------ #
     # Running
@@ -171,7 +208,12 @@ class Module:
         return self
 
     def to(self, device=None, dtype=None):
-        """Move parameters and buffers to ``device`` and/or cast floating ones to ``dtype``, in place."""
+        """Move parameters and buffers to ``device`` and/or cast floating ones to ``dtype``, in place.
+
+        Like PyTorch, a dtype may also come first: ``model.to(minidl.float64)``.
+        """
+        if dtype is None and device is not None and _is_dtype(device):
+            device, dtype = None, device
         if device is not None:
             device = backend.Device(device)
             backend.check_device_usable(device)
@@ -234,6 +276,8 @@ class Module:
                 continue
             value = state_dict[key]
             value = value.data if isinstance(value, Tensor) else value
+            if not hasattr(value, "shape"):
+                value = numpy.asarray(value)
             if tuple(value.shape) != target.shape:
                 raise ValueError(
                     f"load_state_dict for {type(self).__name__}: size mismatch for '{key}': "
@@ -253,11 +297,28 @@ class Module:
         return ""
 
     def __repr__(self) -> str:
-        children = [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self.named_children()]
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not children:
-            return head + ")"
-        return head + "\n  " + "\n  ".join(children) + "\n)"
+        lines = self.extra_repr().split("\n") if self.extra_repr() else []
+        lines += [f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self.named_children()]
+        if not self._modules:  # a leaf: everything on one line
+            return f"{type(self).__name__}({', '.join(lines)})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _is_dtype(value) -> bool:
+    """Whether ``value`` names a dtype ('float64', numpy.float64) rather than a device ('cpu', 'cuda:0')."""
+    if isinstance(value, backend.Device):
+        return False
+    if isinstance(value, str):
+        try:
+            backend.Device(value)
+            return False
+        except ValueError:
+            pass
+    try:
+        numpy.dtype(value)
+        return True
+    except TypeError:
+        return False
 
 
 class Sequential(Module):
@@ -290,6 +351,8 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
         setattr(self, str(len(self)), module)
         return self
 

@@ -19,8 +19,19 @@ from minidl.ops.arithmetic import (
     to_device,
     where,
 )
+from minidl.ops.conv import conv1d, conv2d, fold, unfold
 from minidl.ops.linalg import matmul
+from minidl.ops.pool import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
 from minidl.ops.reduce import argmax, argmin, max, mean, min, std, sum, var
+from minidl.ops.recurrent import gru_cell, lstm_cell, recurrence, rnn_relu_cell, rnn_tanh_cell
 from minidl.ops.shape import (
     broadcast_to,
     cat,
@@ -44,3 +55,6 @@ __all__ = [
     "neg", "pad", "pow", "relu", "reshape", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack",
     "std", "sub", "sum", "sum_to", "swapaxes", "tanh", "to_device", "transpose", "unsqueeze", "var", "where",
 ]
+__all__ += ["gru_cell", "lstm_cell", "rnn_relu_cell", "rnn_tanh_cell"]  # ops.recurrence stays in ops
+__all__ += ["conv1d", "conv2d", "fold", "unfold", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]  # convolution and pooling

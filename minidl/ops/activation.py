@@ -5,6 +5,7 @@ from __future__ import annotations
 from minidl import backend
 from minidl.autograd import Function
 from minidl.ops.reduce import sum as sum_
+from minidl.ops.shape import normalize_axes
 
 
 class Tanh(Function):
@@ -117,8 +118,8 @@ def leaky_relu(x, negative_slope=0.01):
 
 
 def softmax(x, axis=-1):
-    return Softmax(axis)(x)
+    return Softmax(normalize_axes(axis, x.ndim, "softmax"))(x)
 
 
 def log_softmax(x, axis=-1):
-    return LogSoftmax(axis)(x)
+    return LogSoftmax(normalize_axes(axis, x.ndim, "log_softmax"))(x)

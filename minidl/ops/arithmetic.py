@@ -84,6 +84,8 @@ class PowScalar(Function):
     def backward(self, gy):
         (x,) = self.inputs
         c = self.exponent
+        if c == 0:  # y = 1 is constant (and x ** -1 would be inf at x = 0)
+            return gy * 0
         return gy * c * x ** (c - 1)
 
 
@@ -257,8 +259,11 @@ def abs(x):  # noqa: A001
 def where(condition, a, b):
     """Elementwise choice: a where ``condition`` is true, else b (a boolean tensor or array)."""
     condition = condition.data if isinstance(condition, Tensor) else condition
-    if condition.dtype != numpy.bool_:
-        raise TypeError(f"where: expected a boolean condition, got dtype {condition.dtype}")
+    if getattr(condition, "dtype", None) != numpy.bool_:
+        raise TypeError(f"where: expected a boolean tensor or array as condition, got {condition!r:.80}")
+    like = a if isinstance(a, Tensor) else b
+    if isinstance(like, Tensor):
+        condition = backend.to_device(condition, like.device)
     return Where(condition)(a, b)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy
+
 from minidl import backend
 from minidl.autograd import Function, as_tensor_like
 from minidl.ops.shape import reshape, sum_to, swapaxes
@@ -32,6 +34,12 @@ def matmul(a, b):
             f"matmul: shapes {a.shape} and {b.shape} do not match: "
             f"{a.shape[-1]} columns on the left, {b.shape[-2 if b.ndim > 1 else 0]} rows on the right"
         )
+    try:
+        numpy.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: the batch dimensions of shapes {a.shape} and {b.shape} do not broadcast"
+        ) from None
     vector_a, vector_b = a.ndim == 1, b.ndim == 1
     if vector_a:
         a = reshape(a, (1, a.shape[0]))

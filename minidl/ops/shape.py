@@ -81,7 +81,11 @@ def sum_to(x, shape):
     shape = tuple(shape)
     if x.shape == shape:
         return x
-    if numpy.broadcast_shapes(x.shape, shape) != x.shape:
+    try:
+        summable = len(shape) <= x.ndim and numpy.broadcast_shapes(x.shape, shape) == x.shape
+    except ValueError:
+        summable = False
+    if not summable:
         raise ValueError(f"sum_to: shape {x.shape} cannot be summed down to {shape}")
     return SumTo(shape)(x)
 
@@ -129,13 +133,17 @@ def reshape(x, shape):
 
 def transpose(x, axes=None):
     """Permute the axes (reverse them when ``axes`` is None), like numpy.transpose."""
-    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(int(a) % max(x.ndim, 1) for a in axes)
+    given = axes
+    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(int(a) for a in axes)
+    axes = tuple(a % x.ndim if -x.ndim <= a < x.ndim else a for a in axes)
     if sorted(axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dimensions")
+        raise ValueError(f"transpose: axes {given} are not a permutation of {x.ndim} dimensions")
     return x if axes == tuple(range(x.ndim)) else Transpose(axes)(x)
 
 
 def swapaxes(x, axis1, axis2):
+    """Exchange two axes (PyTorch's ``transpose(x, dim0, dim1)``)."""
+    axis1, axis2 = (normalize_axes(a, x.ndim, "swapaxes")[0] for a in (axis1, axis2))
     axes = list(range(x.ndim))
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return transpose(x, axes)
@@ -145,7 +153,9 @@ def flatten(x, start_dim=0, end_dim=-1):
     """Merge dimensions start_dim..end_dim into one (PyTorch's flatten)."""
     if x.ndim == 0:
         return reshape(x, (1,))
-    start, end = start_dim % x.ndim, end_dim % x.ndim
+    start, end = (normalize_axes(d, x.ndim, "flatten")[0] for d in (start_dim, end_dim))
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1 :])
 
 
@@ -160,6 +170,8 @@ def squeeze(x, axis=None):
 
 def unsqueeze(x, axis):
     """Insert a size-1 axis at position ``axis``."""
+    if not -(x.ndim + 1) <= axis <= x.ndim:
+        raise ValueError(f"unsqueeze: axis {axis} is out of range for a tensor with {x.ndim} dimensions")
     axis = axis % (x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 

@@ -1,0 +1,54 @@
+"""Exercise: the backward of 2-D max pooling.
+
+The forward is written for you (PyTorch's F.max_pool2d without padding):
+
+    x (N, C, H, W)  ->  y (N, C, OH, OW),    OH = (H - K) // stride + 1, likewise OW
+    y[n, c, i, j] = max of the K x K window  x[n, c, i*stride : i*stride + K, j*stride : j*stride + K]
+
+forward also records which of the K*K window positions won, in ``self.argmax``
+(N, C, OH, OW): the number p*K + q for the winner at offset (p, q) inside its window.
+
+Derive: max is a switch. Its derivative is 1 for the winning element of the window and
+0 for every other one, so each gy[n, c, i, j] goes to the winner and nowhere else:
+
+    dx[n, c, i*stride + p, j*stride + q] += gy[n, c, i, j]     (p, q) = that window's winner
+
+When windows overlap (stride < K) one element of x can win several windows: then its
+gradients ADD up.
+
+Write ``MaxPool2d.backward``: gy (N, C, OH, OW) -> dx (N, C, H, W), a Tensor.
+Work on arrays (``gy.data``, ``xp = get_array_module(gy.data)``) and wrap the result
+with ``Tensor(dx)``. A Python loop over the K*K offsets (p, q) is fine (forward has the
+same loop); a loop over samples or pixels is not.
+
+Check it:  python -m minidl.exercises check max_pool2d
+"""
+
+from minidl import Function, Tensor  # noqa: F401  (Tensor: to wrap the gradient you compute)
+from minidl.backend import get_array_module
+
+
+class MaxPool2d(Function):
+    def __init__(self, kernel_size, stride):
+        self.k, self.stride = kernel_size, stride
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        k, s = self.k, self.stride
+        oh, ow = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+        windows = xp.stack(  # (N, C, OH, OW, K*K): window position p*K + q last
+            [x[:, :, p : p + s * oh : s, q : q + s * ow : s] for p in range(k) for q in range(k)], axis=-1
+        )
+        self.argmax = windows.argmax(axis=-1)
+        return windows.max(axis=-1)
+
+    def backward(self, gy):
+        raise NotImplementedError(
+            "MaxPool2d.backward: start from dx = zeros shaped like x; for each offset (p, q) add "
+            "gy * (self.argmax == p*K + q) into dx[:, :, p : p + stride*OH : stride, q : q + stride*OW : stride]; "
+            "return Tensor(dx)"
+        )
+
+
+def max_pool2d(x, kernel_size, stride=None):
+    return MaxPool2d(kernel_size, kernel_size if stride is None else stride)(x)

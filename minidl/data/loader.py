@@ -1,0 +1,133 @@
+"""DataLoader: batches of a dataset as minidl Tensors on a device, one epoch per ``for`` loop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from minidl import backend
+from minidl.backend import Device
+from minidl.data.collate import default_collate
+from minidl.data.dataset import ArrayDataset
+from minidl.tensor import Tensor
+
+
+def _is_seed(value) -> bool:
+    return isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
+
+
+def _labels_as_int64(array):
+    """One integer per sample is a class label: make it int64, as losses expect (PyTorch's long)."""
+    if array.ndim == 1 and array.dtype.kind in "iu" and array.dtype != numpy.int64:
+        return array.astype(numpy.int64)
+    return array
+
+
+class DataLoader:
+    """Batches from ``dataset``, as Tensors on ``device``; each ``for`` loop is one epoch.
+
+        train = DataLoader(ArrayDataset(images, labels), batch_size=512, shuffle=True,
+                           device="cuda", transform=augment, generator=0)
+        for epoch in range(10):
+            for x, y in train:          # x (512, 3, 32, 32) float32, y (512,) int64, on the GPU
+                ...
+
+    Every sample appears exactly once per epoch: the epoch's order is 0..N-1, or with
+    ``shuffle`` a fresh permutation of it, cut into consecutive batches of ``batch_size``
+    (the last one shorter, or dropped with ``drop_last``; ``len(loader)`` counts batches).
+
+    Over an ``ArrayDataset`` (and no ``collate_fn``) the whole arrays are moved to
+    ``device`` once, when the loader is made; each batch is then one fancy index
+    ``array[indices]`` on the device. Any other dataset is read sample by sample,
+    ``dataset[i]``, and the list is joined by ``collate_fn`` (``default_collate`` stacks;
+    ``pad_collate`` pads sequences), then moved to ``device``.
+
+    Each batch is a tuple of Tensors, one per field (a single Tensor when the samples
+    are bare arrays of a generic dataset). One integer per sample (a class label)
+    comes out as int64. ``transform`` is applied to the first field (the inputs) of
+    the whole batch, on the device: see ``minidl.data.transforms``.
+
+    Arguments
+    ---------
+    device     where batches go (default: minidl's default device).
+    generator  the shuffle's randomness: an int seed or a numpy Generator; None uses
+               minidl's CPU generator (seeded by ``minidl.manual_seed``). Orders are drawn
+               on the host, so a seed gives the same order on the CPU and on a GPU;
+               each epoch continues the stream, so epochs differ.
+    """
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, *, drop_last: bool = False,
+                 device=None, transform=None, collate_fn=None, generator=None):
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
+        if not _is_seed(batch_size) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        for name, fn in (("transform", transform), ("collate_fn", collate_fn)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"DataLoader: {name} must be callable or None, got {type(fn).__name__}")
+        if _is_seed(generator):
+            generator = numpy.random.default_rng(int(generator))
+        elif not (generator is None or isinstance(generator, numpy.random.Generator)):
+            raise TypeError(f"DataLoader: generator must be None, an int seed or a numpy Generator, got {type(generator).__name__}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.device = backend.get_default_device() if device is None else Device(device)
+        backend.check_device_usable(self.device)
+        self.transform = transform
+        self.collate_fn = collate_fn
+        self.generator = generator
+        self._arrays = None  # the dataset's arrays on self.device, for the fast path
+        if isinstance(dataset, ArrayDataset) and collate_fn is None:
+            self._arrays = tuple(_labels_as_int64(a) for a in dataset.to(self.device).arrays)
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def epoch_order(self) -> numpy.ndarray:
+        """The order of the sample indices for a new epoch (on the host)."""
+        n = len(self.dataset)
+        if not self.shuffle:
+            return numpy.arange(n)
+        generator = backend.generator("cpu") if self.generator is None else self.generator
+        return generator.permutation(n)
+
+    def __iter__(self):
+        order = self.epoch_order()
+        if self._arrays is not None:
+            order = backend.to_device(order, self.device)  # one copy per epoch
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            indices = order[start:start + self.batch_size]
+            if self._arrays is not None:
+                yield self._finish(tuple(a[indices] for a in self._arrays))
+            else:
+                yield self._finish(self._gather(indices))
+
+    def _gather(self, indices):
+        """The slow, general path: one ``dataset[i]`` per sample, joined by collate_fn."""
+        collate = default_collate if self.collate_fn is None else self.collate_fn
+        batch = collate([self.dataset[int(i)] for i in indices])
+        if isinstance(batch, (tuple, list)):
+            return tuple(_labels_as_int64(backend.to_device(_raw(f), self.device)) for f in batch)
+        return backend.to_device(_raw(batch), self.device)
+
+    def _finish(self, batch):
+        """Apply the transform to the inputs and wrap every field as a Tensor."""
+        if not isinstance(batch, tuple):
+            return Tensor(batch if self.transform is None else self.transform(batch))
+        if self.transform is not None:
+            batch = (self.transform(batch[0]),) + batch[1:]
+        return tuple(Tensor(field) for field in batch)
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"drop_last={self.drop_last}, device='{self.device}', {len(self)} batches)"
+        )
+
+
+def _raw(field):
+    return field.data if isinstance(field, Tensor) else field

@@ -1,0 +1,155 @@
+"""minidl.nn.functional (``import minidl.nn.functional as F``): the layers as plain functions.
+
+Each function has PyTorch's name, argument order and defaults (``dim`` for the axis) and
+is a thin wrapper over ops in ``minidl.ops``, where the math and its derivative live.
+Layers (``minidl.nn.Linear`` ...) hold the parameters and call these.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from minidl import backend, ops
+from minidl.autograd import no_grad
+from minidl.ops.activation import leaky_relu, relu, sigmoid, tanh  # noqa: F401
+from minidl.ops.conv import conv1d, conv2d, fold, unfold  # noqa: F401
+from minidl.ops.pool import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
+from minidl.ops.loss import (  # noqa: F401
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    mse_loss,
+    nll_loss,
+)
+from minidl.ops.norm import batch_norm_eval, batch_norm_train
+from minidl.tensor import Tensor
+
+
+# --------------------------------------------------------------------------- #
+# Activations
+# --------------------------------------------------------------------------- #
+def softmax(input, dim=-1):
+    """exp(x_i) / sum_j exp(x_j) along ``dim``."""
+    return ops.softmax(input, dim)
+
+
+def log_softmax(input, dim=-1):
+    """log softmax along ``dim``, computed stably via log-sum-exp."""
+    return ops.log_softmax(input, dim)
+
+
+def silu(input):
+    """x * sigmoid(x) (also called swish)."""
+    return input * ops.sigmoid(input)
+
+
+# --------------------------------------------------------------------------- #
+# Linear, padding
+# --------------------------------------------------------------------------- #
+def linear(input, weight, bias=None):
+    """y = x W^T + b for x (*, in), W (out, in), b (out,)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: expected a weight of shape (out_features, in_features), got shape {weight.shape}")
+    if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {input.shape} does not match weight of shape {weight.shape}: "
+            f"expected input of shape (*, {weight.shape[1]}) (the last axis holds the in_features)"
+        )
+    y = ops.matmul(input, ops.swapaxes(weight, 0, 1))
+    return y if bias is None else y + bias
+
+
+def pad(input, pad, mode="constant", value=0.0):
+    """PyTorch's pad: ``pad`` lists (before, after) pairs starting from the LAST axis,
+    e.g. (left, right, top, bottom) pads the last two axes of an image batch."""
+    if mode != "constant":
+        raise NotImplementedError(f"pad: only mode='constant' is implemented, got mode={mode!r}")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(
+            f"pad: expected an even number of widths, at most 2 per axis ({2 * input.ndim} for this "
+            f"{input.ndim}-d input), got {pad}"
+        )
+    if any(p < 0 for p in pad):
+        raise ValueError(f"pad: negative widths (cropping) are not supported, got {pad}")
+    pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]  # last axis first
+    widths = [(0, 0)] * (input.ndim - len(pairs)) + pairs[::-1]
+    return ops.pad(input, widths, value)
+
+
+# --------------------------------------------------------------------------- #
+# Dropout, batch norm, embedding
+# --------------------------------------------------------------------------- #
+def dropout(input, p=0.5, training=True):
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) ("inverted"
+    dropout: the expected value stays x, so nothing changes at evaluation time);
+    the identity when not training. gx = gy * mask / (1 - p)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability has to be between 0 and 1, got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    uniform = backend.generator(input.device).random(input.shape, dtype=numpy.float32)
+    kept = (uniform >= p).astype(input.dtype)
+    return input * Tensor(kept * kept.dtype.type(1.0 / (1.0 - p)))
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Normalise every channel (axis 1) of ``input`` (N, C, *): with the batch's statistics when
+    ``training`` (then, if given, running_mean/running_var are updated in place:
+    r = (1 - momentum) r + momentum * batch_stat, with the UNBIASED batch variance, as PyTorch),
+    otherwise with running_mean/running_var. weight and bias (C,) are the affine gamma and beta."""
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected input of shape (N, C, *), got shape {input.shape}")
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (channels,):
+            raise ValueError(f"batch_norm: {name} must have shape ({channels},) for {channels} channels, got {t.shape}")
+    weight = weight if weight is not None else Tensor(input.xp.ones(channels, dtype=input.dtype))
+    bias = bias if bias is not None else Tensor(input.xp.zeros(channels, dtype=input.dtype))
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
+        return batch_norm_eval(input, running_mean, running_var, weight, bias, eps)
+    count = input.numel() // channels if channels else 0
+    if count <= 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, got input of shape {input.shape}"
+        )
+    y, batch_mean, batch_var = batch_norm_train(input, weight, bias, eps)
+    with no_grad():
+        if running_mean is not None:
+            running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * batch_mean
+        if running_var is not None:
+            unbiased = batch_var * (count / (count - 1))
+            running_var.data[...] = (1 - momentum) * running_var.data + momentum * unbiased
+    return y
+
+
+def embedding(input, weight, padding_idx=None):
+    """Rows of ``weight`` (num_embeddings, dim) picked by integer ``input`` (any shape):
+    y[...] = weight[input[...]]. The gradient of a row is the sum of gy over every place
+    it was picked (repeats add up); the ``padding_idx`` row gets none."""
+    indices = input.data if isinstance(input, Tensor) else input
+    if not hasattr(indices, "dtype"):
+        indices = numpy.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: expected integer indices, got dtype {indices.dtype}")
+    count = weight.shape[0]
+    indices = backend.to_device(indices, weight.device)
+    if indices.size and bool(((indices < 0) | (indices >= count)).any()):
+        raise IndexError(f"embedding: index out of range: indices must lie in [0, {count - 1}] for {count} rows")
+    y = ops.getitem(weight, indices)
+    if padding_idx is not None and weight.requires_grad:
+        padding_idx = padding_idx % count
+        at_padding = (indices == padding_idx)[..., None]
+        y = ops.where(at_padding, y.detach(), y)  # same values; no gradient into the padding row
+    return y

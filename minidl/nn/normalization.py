@@ -1,0 +1,100 @@
+"""Batch normalisation layers: BatchNorm1d for (N, C) or (N, C, L), BatchNorm2d for (N, C, H, W).
+
+In training mode each channel is normalised with the statistics of the current batch,
+and running averages of those statistics are kept in buffers; in evaluation mode the
+running averages are used instead, so one example's output no longer depends on the
+others in its batch. The math and its backward are in minidl/ops/norm.py.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from minidl.creation import ones, tensor, zeros
+from minidl.nn import functional as F
+from minidl.nn import init
+from minidl.nn.module import Module, Parameter
+
+
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d, which only differ in the input ranks they accept.
+
+    Parameters (PyTorch's): num_features C; eps added to the variance; momentum of the
+    running averages (None: a cumulative average over all batches seen); affine: learn a
+    scale ``weight`` (gamma, starts at 1) and shift ``bias`` (beta, starts at 0);
+    track_running_stats: keep ``running_mean`` (starts at 0), ``running_var`` (starts at 1)
+    and ``num_batches_tracked`` buffers (without them, batch statistics are used always).
+    """
+
+    ranks: tuple = ()
+    layout: str = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
+                 track_running_stats: bool = True, device=None, dtype=None):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, numpy.integer)) or num_features <= 0:
+            raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
+        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        dtype = numpy.float32 if dtype is None else dtype
+        if affine:
+            self.weight = Parameter(ones(self.num_features, dtype=dtype, device=device))
+            self.bias = Parameter(zeros(self.num_features, dtype=dtype, device=device))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(self.num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", ones(self.num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked", tensor(0, dtype=numpy.int64, device=device))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            init.zeros_(self.num_batches_tracked)
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def forward(self, input):
+        name = type(self).__name__
+        if input.ndim not in self.ranks:
+            raise ValueError(f"{name}: expected a {self.layout} input, got shape {input.shape}")
+        if input.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}: expected {self.num_features} channels on axis 1 (num_features), got input of shape {input.shape}"
+            )
+        use_batch_stats = self.training or not self.track_running_stats
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data[...] += 1
+            if self.momentum is None:  # cumulative moving average: the mean over every batch so far
+                momentum = 1.0 / float(self.num_batches_tracked.item())
+        return F.batch_norm(
+            input, self.running_mean, self.running_var, self.weight, self.bias, use_batch_stats, momentum, self.eps
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) inputs: per channel C, statistics over N (and L)."""
+
+    ranks, layout = (2, 3), "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) inputs: per channel C, statistics over N, H and W."""
+
+    ranks, layout = (4,), "(N, C, H, W)"

@@ -1,0 +1,265 @@
+"""Convolution by im2col: every window of the image becomes one column, and the
+convolution becomes one matrix product.
+
+For an input x of shape (N, C, H, W), a KH x KW kernel, stride s and dilation d:
+
+    cols[n, (c, i, j), (oh, ow)] = x[n, c, oh*s + i*d, ow*s + j*d]                  (im2col)
+    y[n, o, (oh, ow)] = b[o] + sum_(c, i, j) W[o, (c, i, j)] * cols[n, (c, i, j), (oh, ow)]
+
+so ``conv2d`` is im2col, one matmul with the weight seen as an (O, C*KH*KW) matrix,
+and a bias add. The columns are laid out (N, C*KH*KW, OH*OW) (PyTorch's ``unfold``),
+so W @ cols is already (N, O, OH*OW): NCHW again, with no transpose.
+
+Backward comes from the pieces: matmul gives dW = sum_n dY cols^T and dcols = W^T dY;
+im2col's backward, col2im, adds every column entry back onto the pixel it was copied
+from (a pixel that lies in several windows receives the sum). im2col and col2im are
+each other's adjoints, so each is the other's backward and gradients of gradients work.
+
+Neither loops over samples or pixels: im2col is one strided view and one copy,
+col2im one strided add per kernel offset (KH*KW of them).
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from minidl import backend
+from minidl.autograd import Function
+from minidl.ops.linalg import matmul
+from minidl.ops.shape import getitem, pad, reshape, squeeze, unsqueeze
+
+
+def count_windows(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """How many windows of a (dilated) kernel fit in ``size`` (already padded) pixels."""
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# --------------------------------------------------------------------------- #
+# The two Functions: im2col and its adjoint col2im
+# --------------------------------------------------------------------------- #
+class Im2Col(Function):
+    """cols[n, (c, i, j), (oh, ow)] = x[n, c, oh*sh + i*dh, ow*sw + j*dw];
+    gx = col2im(gcols): each column entry goes back onto the pixel it came from"""
+
+    def __init__(self, kernel_size, stride, dilation):
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        oh, ow = count_windows(h, kh, sh, dh), count_windows(w, kw, sw, dw)
+        step_n, step_c, step_h, step_w = x.strides  # bytes from one element to the next, per axis
+        # A view (no copy) with axes (n, c, i, j, oh, ow): moving one kernel offset i
+        # moves dh rows, moving one window oh moves sh rows; likewise for columns.
+        windows = xp.lib.stride_tricks.as_strided(
+            x,
+            shape=(n, c, kh, kw, oh, ow),
+            strides=(step_n, step_c, dh * step_h, dw * step_w, sh * step_h, sw * step_w),
+        )
+        return windows.reshape(n, c * kh * kw, oh * ow)  # the reshape is the one copy
+
+    def backward(self, gcols):
+        x = self.inputs[0]
+        return Col2Im(x.shape[2:], self.kernel_size, self.stride, self.dilation)(gcols)
+
+
+class Col2Im(Function):
+    """x[n, c, oh*sh + i*dh, ow*sw + j*dw] += cols[n, (c, i, j), (oh, ow)] for every window
+    (overlapping windows add up; the adjoint of im2col);  gcols = im2col(gx)"""
+
+    def __init__(self, image_size, kernel_size, stride, dilation):
+        self.image_size = tuple(image_size)
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+
+    def forward(self, cols):
+        xp = backend.get_array_module(cols)
+        (h, w), (kh, kw), (sh, sw), (dh, dw) = self.image_size, self.kernel_size, self.stride, self.dilation
+        oh, ow = count_windows(h, kh, sh, dh), count_windows(w, kw, sw, dw)
+        n, c = cols.shape[0], cols.shape[1] // (kh * kw)
+        cols = cols.reshape(n, c, kh, kw, oh, ow)
+        image = xp.zeros((n, c, h, w), dtype=cols.dtype)
+        for i in range(kh):  # one strided add per kernel offset, never a loop over pixels
+            for j in range(kw):
+                rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+                columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+                image[:, :, rows, columns] += cols[:, :, i, j]
+        return image
+
+    def backward(self, gimage):
+        return Im2Col(self.kernel_size, self.stride, self.dilation)(gimage)
+
+
+# --------------------------------------------------------------------------- #
+# Checking and normalising arguments (shared with pooling)
+# --------------------------------------------------------------------------- #
+def as_ints(value, n: int, name: str, op: str, minimum: int) -> tuple:
+    """An int or a sequence of ``n`` ints, each >= ``minimum``, as a tuple of ``n`` ints."""
+    values = (value,) * n if isinstance(value, (int, numpy.integer)) else value
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = None
+    if (
+        values is None
+        or len(values) != n
+        or not all(isinstance(v, (int, numpy.integer)) and not isinstance(v, bool) for v in values)
+        or any(v < minimum for v in values)
+    ):
+        raise ValueError(f"{op}: {name} must be an int >= {minimum} or a tuple of {n} such ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def check_input(x, spatial_dims: int, op: str) -> bool:
+    """Check that x is (N, C, *spatial) or unbatched (C, *spatial); True when unbatched."""
+    names = "L" if spatial_dims == 1 else "H, W"
+    if x.ndim not in (spatial_dims + 1, spatial_dims + 2):
+        raise ValueError(
+            f"{op}: expected a {spatial_dims + 2}-D input (N, C, {names}) or a {spatial_dims + 1}-D unbatched "
+            f"input (C, {names}), got shape {tuple(x.shape)}"
+        )
+    return x.ndim == spatial_dims + 1
+
+
+def im2col(x, kernel_size, stride, padding, dilation, op: str, pad_value=0.0):
+    """The windows of x (N, C, H, W) as columns (N, C*KH*KW, OH*OW), and (OH, OW).
+
+    ``padding`` is ((top, bottom), (left, right)); the padded border holds ``pad_value``.
+    """
+    (top, bottom), (left, right) = padding
+    if top or bottom or left or right:
+        x = pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), value=pad_value)
+    (h, w), (kh, kw), (dh, dw) = x.shape[2:], kernel_size, dilation
+    if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > w:
+        raise ValueError(
+            f"{op}: the kernel ({kh}x{kw}, dilation {dh}x{dw}, so {dh * (kh - 1) + 1}x{dw * (kw - 1) + 1} wide) "
+            f"does not fit in the padded input ({h}x{w})"
+        )
+    cols = Im2Col(kernel_size, stride, dilation)(x)
+    return cols, (count_windows(h, kh, stride[0], dh), count_windows(w, kw, stride[1], dw))
+
+
+def _conv_padding(padding, kernel, stride, dilation, op) -> tuple:
+    """((before, after), ...) per spatial axis, from an int, a tuple, 'valid' or 'same'.
+
+    'same' keeps the size at stride 1: the total d*(k-1) goes half before and half after,
+    the odd pixel (if any) after, as PyTorch does.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * len(kernel)
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got stride {stride}")
+            totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            return tuple((t // 2, t - t // 2) for t in totals)
+        raise ValueError(f"{op}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+    return tuple((p, p) for p in as_ints(padding, len(kernel), "padding", op, minimum=0))
+
+
+# --------------------------------------------------------------------------- #
+# Functional forms
+# --------------------------------------------------------------------------- #
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """PyTorch's F.unfold: the sliding windows of (N, C, H, W) as columns (N, C*KH*KW, L),
+    after zero padding."""
+    if input.ndim != 4:
+        raise ValueError(f"unfold: expected a 4-D input (N, C, H, W), got shape {tuple(input.shape)}")
+    kernel_size = as_ints(kernel_size, 2, "kernel_size", "unfold", minimum=1)
+    padding = tuple((p, p) for p in as_ints(padding, 2, "padding", "unfold", minimum=0))
+    cols, _ = im2col(
+        input,
+        kernel_size,
+        as_ints(stride, 2, "stride", "unfold", minimum=1),
+        padding,
+        as_ints(dilation, 2, "dilation", "unfold", minimum=1),
+        "unfold",
+    )
+    return cols
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """PyTorch's F.fold, the adjoint of unfold: columns (N, C*KH*KW, L) summed back into
+    an image (N, C, H, W) of ``output_size`` (overlapping windows add up)."""
+    op = "fold"
+    (h, w), (kh, kw) = as_ints(output_size, 2, "output_size", op, 1), as_ints(kernel_size, 2, "kernel_size", op, 1)
+    (dh, dw), (ph, pw) = as_ints(dilation, 2, "dilation", op, 1), as_ints(padding, 2, "padding", op, 0)
+    (sh, sw) = as_ints(stride, 2, "stride", op, 1)
+    oh, ow = count_windows(h + 2 * ph, kh, sh, dh), count_windows(w + 2 * pw, kw, sw, dw)
+    if input.ndim != 3 or input.shape[1] % (kh * kw) or input.shape[2] != oh * ow or oh < 1 or ow < 1:
+        raise ValueError(
+            f"fold: expected input (N, C*{kh}*{kw}, {max(oh, 0) * max(ow, 0)}) for output_size {(h, w)}, "
+            f"kernel {(kh, kw)}, padding {(ph, pw)}, stride {(sh, sw)}, dilation {(dh, dw)}; got shape "
+            f"{tuple(input.shape)}"
+        )
+    image = Col2Im((h + 2 * ph, w + 2 * pw), (kh, kw), (sh, sw), (dh, dw))(input)
+    return getitem(image, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w))) if ph or pw else image
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, o, p, q] = b[o] + sum_(c, i, j) W[o, c, i, j] x_pad[n, g*C/G + c, p*s + i*d, q*s + j*d]
+    (g = the group of output channel o). PyTorch's F.conv2d: input (N, C, H, W) or (C, H, W),
+    weight (O, C/groups, KH, KW), bias (O,); padding an int, a pair, 'valid' or 'same'."""
+    return _convolve(input, weight, bias, stride, padding, dilation, groups, spatial_dims=2, op="conv2d")
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, o, t] = b[o] + sum_(c, i) W[o, c, i] x_pad[n, g*C/G + c, t*s + i*d]: conv2d on an image of
+    height 1. PyTorch's F.conv1d: input (N, C, L) or (C, L), weight (O, C/groups, K), bias (O,)."""
+    return _convolve(input, weight, bias, stride, padding, dilation, groups, spatial_dims=1, op="conv1d")
+
+
+def _convolve(x, weight, bias, stride, padding, dilation, groups, spatial_dims, op):
+    unbatched = check_input(x, spatial_dims, op)
+    if weight.ndim != spatial_dims + 2:
+        raise ValueError(
+            f"{op}: expected a {spatial_dims + 2}-D weight (out_channels, in_channels/groups, "
+            f"{'K' if spatial_dims == 1 else 'KH, KW'}), got shape {tuple(weight.shape)}"
+        )
+    stride = as_ints(stride, spatial_dims, "stride", op, minimum=1)
+    dilation = as_ints(dilation, spatial_dims, "dilation", op, minimum=1)
+    padding = _conv_padding(padding, weight.shape[2:], stride, dilation, op)
+    _check_channels(x, weight, bias, groups, unbatched, op)
+
+    if unbatched:
+        x = unsqueeze(x, 0)
+    if spatial_dims == 1:  # a 1-D signal is an image of height 1
+        x, weight = unsqueeze(x, 2), unsqueeze(weight, 2)
+        stride, dilation, padding = (1,) + stride, (1,) + dilation, ((0, 0),) + padding
+    y = _conv2d(x, weight, bias, stride, padding, dilation, groups, op)
+    if spatial_dims == 1:
+        y = squeeze(y, 2)
+    return squeeze(y, 0) if unbatched else y
+
+
+def _check_channels(x, weight, bias, groups, unbatched, op):
+    channels = x.shape[0 if unbatched else 1]
+    out_channels = weight.shape[0]
+    if not isinstance(groups, (int, numpy.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    if out_channels % groups:
+        raise ValueError(f"{op}: out_channels ({out_channels}, weight.shape[0]) must be divisible by groups ({groups})")
+    if channels != weight.shape[1] * groups:
+        raise ValueError(
+            f"{op}: the input has {channels} channels but the weight of shape {tuple(weight.shape)} "
+            f"expects {weight.shape[1] * groups} (weight.shape[1] * groups, groups={groups})"
+        )
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(f"{op}: expected a bias of shape ({out_channels},), got {tuple(bias.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"{op}: the input is {x.dtype} but the {name} is {t.dtype}; convert one of them")
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, op):
+    """The computation itself, on checked arguments: im2col, one (batched) matmul, bias."""
+    n = x.shape[0]
+    out_channels, _, kh, kw = weight.shape
+    cols, (oh, ow) = im2col(x, (kh, kw), stride, padding, dilation, op)  # (N, C*KH*KW, OH*OW)
+    # Groups split the channels: (N, G, C/G*KH*KW, L) columns against (G, O/G, C/G*KH*KW) weights.
+    cols = reshape(cols, (n, groups, -1, oh * ow))
+    w = reshape(weight, (groups, out_channels // groups, -1))
+    y = reshape(matmul(w, cols), (n, out_channels, oh, ow))  # (N, G, O/G, L) is already NCHW in memory
+    if bias is not None:
+        y = y + reshape(bias, (out_channels, 1, 1))
+    return y

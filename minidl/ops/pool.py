@@ -1,0 +1,308 @@
+"""Pooling: summarise each window of an image by its maximum or its average.
+
+Windows come from the same im2col as convolution, reshaped to (N, C, K, L): window
+element k (of K = KH*KW) of window position l (of L = OH*OW). Then
+
+* max pooling:  y[n, c, l] = max_k windows[n, c, k, l]. The gradient goes to one element
+  per window, the first maximum (PyTorch's rule), and im2col's backward sends it on
+  to that pixel;
+* average pooling:  y[n, c, l] = sum_k windows[n, c, k, l] / count[l], with
+  dy/dwindows = 1 / count[l], spread evenly over the window;
+* adaptive pooling picks the windows from the output size, as PyTorch does: output
+  cell i covers input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1.
+
+Max pooling pads with -inf (padding never wins); average pooling pads with zeros and,
+with ``count_include_pad=False``, divides by the number of real pixels only.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from minidl import backend
+from minidl.autograd import Function
+from minidl.ops.conv import as_ints, check_input, count_windows, im2col
+from minidl.ops.linalg import matmul
+from minidl.ops.reduce import mean as mean_
+from minidl.ops.reduce import sum as sum_
+from minidl.ops.shape import getitem, reshape, squeeze, transpose, unsqueeze
+from minidl.tensor import Tensor
+
+
+# --------------------------------------------------------------------------- #
+# The max of each window, with a single winner
+# --------------------------------------------------------------------------- #
+class MaxOverWindow(Function):
+    """y[n, c, 0, l] = max_k x[n, c, k, l];
+    dy/dx = 1 at the window's first maximum (its "winner"), 0 at every other element"""
+
+    def forward(self, windows):
+        best = windows.max(axis=2, keepdims=True)
+        self.winner = first_winner(windows, best)
+        return best
+
+    def backward(self, gy):
+        return RouteToWinner(self.winner, self.inputs[0].shape[2])(gy)
+
+
+class RouteToWinner(Function):
+    """gx[n, c, k, l] = g[n, c, 0, l] where k is window l's winner, else 0;
+    its own gradient picks the winner's entry back out: gg = pick_winner(ggx)"""
+
+    def __init__(self, winner, window_size):
+        self.winner, self.window_size = winner, window_size
+
+    def forward(self, g):
+        xp = backend.get_array_module(g)
+        k = xp.arange(self.window_size, dtype=self.winner.dtype)[:, None]
+        return (k == self.winner) * g
+
+    def backward(self, ggx):
+        return PickWinner(self.winner, self.window_size)(ggx)
+
+
+class PickWinner(Function):
+    """y[n, c, 0, l] = x[n, c, winner, l];  gx = route_to_winner(gy)"""
+
+    def __init__(self, winner, window_size):
+        self.winner, self.window_size = winner, window_size
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        return xp.take_along_axis(x, self.winner.astype(xp.intp), axis=2)
+
+    def backward(self, gy):
+        return RouteToWinner(self.winner, self.window_size)(gy)
+
+
+def first_winner(windows, best):
+    """For each window (axis 2), the index of its first element equal to the max ``best``
+    (or of its first NaN: a NaN is the max of its window, as in PyTorch).
+
+    ``argmax`` along a short middle axis is slow in numpy, so instead each element k gets
+    the rank K - k (earlier is higher), every element that is not the max gets 0, and
+    the highest rank left names the first maximum.
+    """
+    xp = backend.get_array_module(windows)
+    size = windows.shape[2]
+    rank = xp.arange(size, 0, -1, dtype=numpy.min_scalar_type(size))[:, None]  # K, K-1, ..., 1
+    is_max = (windows == best) | xp.isnan(windows)
+    return size - (is_max * rank).max(axis=2, keepdims=True)
+
+
+# --------------------------------------------------------------------------- #
+# Arguments
+# --------------------------------------------------------------------------- #
+def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, spatial_dims, op):
+    """Check the arguments; return (kernel, stride, dilation, padding ((before, after) per axis))."""
+    kernel = as_ints(kernel_size, spatial_dims, "kernel_size", op, minimum=1)
+    stride = kernel if stride is None or stride == () else as_ints(stride, spatial_dims, "stride", op, minimum=1)
+    dilation = as_ints(dilation, spatial_dims, "dilation", op, minimum=1)
+    pads = as_ints(padding, spatial_dims, "padding", op, minimum=0)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+    for k, p in zip(kernel, pads):
+        if p > k // 2:
+            raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k} (as in PyTorch)")
+    padding = []
+    for size, k, s, p, d in zip(x.shape[-spatial_dims:], kernel, stride, pads, dilation):
+        reach = d * (k - 1) + 1
+        if reach > size + 2 * p:
+            raise ValueError(
+                f"{op}: the kernel ({k}, dilation {d}, so {reach} wide) is larger than the padded input "
+                f"({size} + 2*{p} = {size + 2 * p}); input shape {tuple(x.shape)}"
+            )
+        out = _pooled_size(size, k, s, p, d, ceil_mode)
+        extra = max(0, (out - 1) * s + reach - (size + 2 * p))  # ceil_mode: room for the last window
+        padding.append((p, p + extra))
+    return kernel, stride, dilation, tuple(padding)
+
+
+def _pooled_size(size, kernel, stride, pad, dilation, ceil_mode):
+    """PyTorch's output size; with ceil_mode a last, partial window is kept if it starts
+    inside the input or its left padding."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _as_image(x, spatial_dims, op):
+    """x as a batched image (N, C, H, W), and a function that maps results back."""
+    unbatched = check_input(x, spatial_dims, op)
+    x = unsqueeze(x, 0) if unbatched else x
+    x = unsqueeze(x, 2) if spatial_dims == 1 else x
+
+    def restore(y):
+        y = squeeze(y, 2) if spatial_dims == 1 else y
+        return squeeze(y, 0) if unbatched else y
+
+    return x, restore
+
+
+def _as_2d(values, spatial_dims, fill):
+    """Per-axis values of a 1-D pool as the matching 2-D ones (height 1)."""
+    return values if spatial_dims == 2 else (fill,) + tuple(values)
+
+
+# --------------------------------------------------------------------------- #
+# Max and average pooling
+# --------------------------------------------------------------------------- #
+def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, spatial_dims, op):
+    geometry = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, spatial_dims, op)
+    kernel, stride, dilation, padding = (_as_2d(v, spatial_dims, one) for v, one in zip(geometry, (1, 1, 1, (0, 0))))
+    image, restore = _as_image(x, spatial_dims, op)
+    n, c = image.shape[:2]
+    cols, (oh, ow) = im2col(image, kernel, stride, padding, dilation, op, pad_value=-numpy.inf)
+    windows = reshape(cols, (n, c, kernel[0] * kernel[1], oh * ow))
+    best = MaxOverWindow()
+    y = restore(reshape(best(windows), (n, c, oh, ow)))
+    if not return_indices:
+        return y
+    indices = _flat_indices(best.winner, image.shape, kernel, stride, padding, dilation, (oh, ow))
+    return y, restore(Tensor(indices.reshape(n, c, oh, ow)))
+
+
+def _flat_indices(winner, image_shape, kernel, stride, padding, dilation, out_size):
+    """Each window's winner as a flat index into its (H, W) input plane (PyTorch's indices)."""
+    xp = backend.get_array_module(winner)
+    oh, ow = out_size
+    i, j = xp.divmod(winner.astype(xp.int64), kernel[1])  # offset inside the kernel
+    rows = xp.arange(oh)[:, None] * stride[0] - padding[0][0] + i.reshape(winner.shape[:2] + (oh, ow)) * dilation[0]
+    cols = xp.arange(ow) * stride[1] - padding[1][0] + j.reshape(winner.shape[:2] + (oh, ow)) * dilation[1]
+    return rows * image_shape[3] + cols
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """y[n, c, p, q] = max over the window (i, j) of x_pad[n, c, p*s + i*d, q*s + j*d];
+    the gradient goes to the window's first maximum. PyTorch's F.max_pool2d: input (N, C, H, W)
+    or (C, H, W), padding with -inf; with return_indices also the flat index of each winner."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d")
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """y[n, c, t] = max over the window i of x_pad[n, c, t*s + i*d]: max_pool2d at height 1.
+    PyTorch's F.max_pool1d: input (N, C, L) or (C, L)."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1, "max_pool1d")
+
+
+def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, spatial_dims, op):
+    geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, spatial_dims, op)
+    kernel, stride, _, padding = (_as_2d(v, spatial_dims, one) for v, one in zip(geometry, (1, 1, 1, (0, 0))))
+    image, restore = _as_image(x, spatial_dims, op)
+    (n, c, h, w), area = image.shape, kernel[0] * kernel[1]
+    cols, (oh, ow) = im2col(image, kernel, stride, padding, (1, 1), op)
+    total = sum_(reshape(cols, (n, c, area, oh * ow)), axis=2)  # (N, C, L)
+    if divisor_override is not None:
+        if not isinstance(divisor_override, (int, numpy.integer)) or divisor_override <= 0:
+            raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
+        divisor = int(divisor_override)
+    else:
+        divisor = _window_counts(image, kernel, stride, padding, count_include_pad, op)
+    return restore(reshape(total / divisor, (n, c, oh, ow)))
+
+
+def _window_counts(image, kernel, stride, padding, count_include_pad, op):
+    """How many pixels each window averages: the whole window, except the part that
+    ceil_mode lets hang off the padded input, and (without count_include_pad) the padding."""
+    (top, bottom), (left, right) = padding
+    (h, w), (ph, pw) = image.shape[2:], (top, left)  # the symmetric, user-given padding
+    if count_include_pad:  # pixels and user padding count; only a ceil_mode overhang does not
+        if (bottom, right) == (ph, pw):
+            return kernel[0] * kernel[1]
+        ones, zero_border = (h + 2 * ph, w + 2 * pw), ((0, bottom - ph), (0, right - pw))
+    else:  # only real pixels count
+        ones, zero_border = (h, w), padding
+    ones = Tensor(image.xp.ones((1, 1) + ones, dtype=image.dtype))
+    counts, _ = im2col(ones, kernel, stride, zero_border, (1, 1), op)
+    return Tensor(counts.data.sum(axis=1))  # (1, L): a constant, no gradient
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """y[n, c, p, q] = (1 / count) * sum over the window (i, j) of x_pad[n, c, p*s + i, q*s + j];
+    dy/dx = 1 / count for every pixel of the window. PyTorch's F.avg_pool2d: count = KH*KW
+    (zero padding included) by default, the real pixels only with count_include_pad=False."""
+    return _avg_pool(
+        input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2, "avg_pool2d"
+    )
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """y[n, c, t] = (1 / count) * sum over the window i of x_pad[n, c, t*s + i]: avg_pool2d at height 1.
+    PyTorch's F.avg_pool1d: input (N, C, L) or (C, L)."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d")
+
+
+# --------------------------------------------------------------------------- #
+# Adaptive pooling: the output size chooses the windows
+# --------------------------------------------------------------------------- #
+def adaptive_bins(size: int, out: int) -> list:
+    """PyTorch's bins: output cell i covers input cells floor(i*size/out) .. ceil((i+1)*size/out) - 1."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _adaptive_output_size(x, output_size, spatial_dims, op) -> tuple:
+    sizes = (output_size,) * spatial_dims if output_size is None or isinstance(output_size, int) else output_size
+    sizes = tuple(sizes)
+    if len(sizes) != spatial_dims:
+        raise ValueError(f"{op}: output_size must be an int or a tuple of {spatial_dims}, got {output_size!r}")
+    sizes = tuple(x.shape[-spatial_dims + i] if s is None else s for i, s in enumerate(sizes))
+    return as_ints(sizes, spatial_dims, "output_size", op, minimum=1)
+
+
+def _averaging_matrix(size, out, like):
+    """A (out, size) matrix whose row i averages bin i: A @ v is the adaptive average of v."""
+    matrix = numpy.zeros((out, size))
+    for i, (start, end) in enumerate(adaptive_bins(size, out)):  # a loop over output sizes, not pixels
+        matrix[i, start:end] = 1.0 / (end - start)
+    return Tensor(backend.to_device(matrix.astype(like.dtype), like.device))
+
+
+def _adaptive_avg(x, output_size, spatial_dims, op):
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+    image, restore = _as_image(x, spatial_dims, op)
+    (n, c, h, w), (oh, ow) = image.shape, _as_2d(_adaptive_output_size(x, output_size, spatial_dims, op), spatial_dims, 1)
+    if h % oh == 0 and w % ow == 0:  # equal bins: an ordinary mean over blocks
+        return restore(mean_(reshape(image, (n, c, oh, h // oh, ow, w // ow)), axis=(3, 5)))
+    # Unequal (possibly overlapping) bins: y = A_h x A_w^T, one averaging matrix per axis.
+    rows, columns = _averaging_matrix(h, oh, image), _averaging_matrix(w, ow, image)
+    return restore(matmul(matmul(rows, image), transpose(columns)))
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """y[n, c, i, j] = mean of x[n, c] over bin i of the rows and bin j of the columns, the bins
+    chosen from the output size (PyTorch's F.adaptive_avg_pool2d; None keeps that axis' size)."""
+    return _adaptive_avg(input, output_size, 2, "adaptive_avg_pool2d")
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """y[n, c, i] = mean of x[n, c] over bin i (PyTorch's F.adaptive_avg_pool1d)."""
+    return _adaptive_avg(input, output_size, 1, "adaptive_avg_pool1d")
+
+
+def _bin_gather_index(size, out, xp):
+    """(out, longest bin) indices of each bin's cells; a short bin repeats its last cell,
+    which changes no maximum."""
+    bins = adaptive_bins(size, out)
+    longest = max(end - start for start, end in bins)
+    index = numpy.array([[min(start + k, end - 1) for k in range(longest)] for start, end in bins])
+    return xp.asarray(index)
+
+
+def adaptive_max_pool2d(input, output_size):
+    """y[n, c, i, j] = max of x[n, c] over bin i of the rows and bin j of the columns
+    (PyTorch's F.adaptive_max_pool2d); the gradient goes to the first maximum of each bin."""
+    op = "adaptive_max_pool2d"
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got dtype {input.dtype}")
+    image, restore = _as_image(input, 2, op)
+    (n, c, h, w), (oh, ow) = image.shape, _adaptive_output_size(input, output_size, 2, op)
+    rows, columns = _bin_gather_index(h, oh, image.xp), _bin_gather_index(w, ow, image.xp)
+    cells = getitem(image, (slice(None), slice(None), rows))  # (N, C, OH, KH, W)
+    cells = getitem(cells, (Ellipsis, columns))  # (N, C, OH, KH, OW, KW)
+    kh, kw = rows.shape[1], columns.shape[1]
+    windows = reshape(transpose(cells, (0, 1, 3, 5, 2, 4)), (n, c, kh * kw, oh * ow))
+    return restore(reshape(MaxOverWindow()(windows), (n, c, oh, ow)))

@@ -1,0 +1,85 @@
+"""Adam and AdamW: gradient steps scaled by running estimates of the gradient's moments.
+
+PyTorch's equations at step t (from 1), for gradient g and parameter p::
+
+    g = g + weight_decay * p                  (Adam: L2 penalty coupled into the gradient)
+    p = p - lr * weight_decay * p             (AdamW: weight decay decoupled from the gradient)
+    m = beta1 * m + (1 - beta1) * g           (first moment)
+    v = beta2 * v + (1 - beta2) * g**2        (second moment)
+    v_max = max(v_max, v)                     (amsgrad only; v_max replaces v below)
+    p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+The two ``1 - beta**t`` factors undo the bias of starting m and v at zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+from minidl.optim.optimizer import Optimizer
+from minidl.tensor import Tensor
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``; weight decay is an L2 penalty."""
+
+    decoupled_weight_decay = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False):
+        name = type(self).__name__
+        if lr < 0.0:
+            raise ValueError(f"{name}: invalid learning rate {lr} (expected lr >= 0)")
+        if eps < 0.0:
+            raise ValueError(f"{name}: invalid epsilon value {eps} (expected eps >= 0)")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"{name}: invalid betas {betas} (expected two values in [0, 1))")
+        if weight_decay < 0.0:
+            raise ValueError(f"{name}: invalid weight_decay {weight_decay} (expected weight_decay >= 0)")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize)
+        super().__init__(params, defaults)
+
+    def update(self, p, grad, state, group):
+        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if group["maximize"]:
+            grad = -grad
+        if not state:
+            xp = p.xp
+            state["step"] = 0
+            state["exp_avg"] = Tensor(xp.zeros_like(p.data))
+            state["exp_avg_sq"] = Tensor(xp.zeros_like(p.data))
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = Tensor(xp.zeros_like(p.data))
+        state["step"] += 1
+        step = state["step"]
+
+        if weight_decay != 0:
+            if self.decoupled_weight_decay:
+                p.data *= 1 - lr * weight_decay
+            else:
+                grad = grad + weight_decay * p.data
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * (grad * grad)
+        if group["amsgrad"]:
+            v_max = state["max_exp_avg_sq"].data
+            p.xp.maximum(v_max, v, out=v_max)
+            v = v_max
+
+        step_size = lr / (1 - beta1**step)
+        denom = p.xp.sqrt(v) / math.sqrt(1 - beta2**step) + eps
+        p.data -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``:
+    the parameter shrinks by ``lr * weight_decay * p`` each step, outside the moment estimates."""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)

@@ -1,0 +1,41 @@
+"""Shared test set-up: hypothesis profiles and the device fixture.
+
+Every test that takes the ``device`` fixture runs on the CPU and, when cupy sees a GPU,
+again on 'cuda'. To run the whole suite on the GPU machine: ``python -m pytest -m gpu``
+runs only the cuda half; plain ``python -m pytest`` runs both.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minidl
+
+settings.register_profile(
+    "default", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("thorough", max_examples=200, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+GPU = minidl.cuda.is_available()
+gpu = pytest.mark.skipif(not GPU, reason="needs cupy and a GPU")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, gpu])])
+def device(request):
+    """The device to run on: 'cpu', and 'cuda' when a GPU is present."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state."""
+    minidl.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+def to_numpy(t):
+    return t.numpy() if isinstance(t, minidl.Tensor) else np.asarray(t)
