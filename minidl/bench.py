@@ -23,6 +23,7 @@ This is a benchmark, not a test: it prints, it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -140,7 +141,8 @@ def main(argv=None) -> dict:
         warmup = args.warmup if args.warmup is not None else (10 if gpu else 3)
         repeats = args.repeats
     backend = "cupy" if gpu else "numpy"
-    print(f"minidl {minidl.__version__} bench on {device} ({backend}), python {platform.python_version()}, "
+    print(f"minidl {minidl.__version__} bench on {device} ({backend}, {os.cpu_count()} CPU cores), "
+          f"python {platform.python_version()}, "
           f"{steps} steps x {repeats} rounds after {warmup} warm-up" + (" [smoke]" if args.smoke else ""))
     minidl.manual_seed(0)
     results = {}

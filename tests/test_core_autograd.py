@@ -227,7 +227,8 @@ def test_a_backward_returning_too_many_gradients_is_named():
 
 
 def test_a_backward_returning_the_wrong_shape_is_named():
-    with pytest.raises(RuntimeError, match=r"WrongShape.backward returned a gradient of shape \(\) for an input of shape \(2,\)"):
+    message = r"WrongShape.backward returned a gradient of shape \(\) for an input of shape \(2,\)"
+    with pytest.raises(RuntimeError, match=message):
         WrongShape()(leaf([1.0, 2.0])).sum().backward()
 
 

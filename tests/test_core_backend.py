@@ -190,7 +190,8 @@ class FakeTensor:
 
 def test_check_same_device_names_the_op_and_both_devices():
     add = minidl.ops.arithmetic.Add()
-    with pytest.raises(RuntimeError, match=r"Add: expected all inputs on one device, got tensors on 'cpu' and 'cuda:1'"):
+    message = r"Add: expected all inputs on one device, got tensors on 'cpu' and 'cuda:1'"
+    with pytest.raises(RuntimeError, match=message):
         check_same_device(add, [FakeTensor("cpu"), FakeTensor("cpu"), FakeTensor("cuda:1")])
     check_same_device(add, [FakeTensor("cuda:1"), FakeTensor("cuda:1")])  # one device: fine
     check_same_device(add, [FakeTensor("cuda:1")])
@@ -203,7 +204,8 @@ def test_every_op_checks_devices(monkeypatch):
     )
     a, b = minidl.ones(2, 2), minidl.ones(2, 2)
     b.name = "gpu"
-    for op, call in [("Mul", lambda: a * b), ("Sub", lambda: b - a), ("MatMul", lambda: a @ b), ("Cat", lambda: minidl.cat([a, b]))]:
+    calls = [("Mul", lambda: a * b), ("Sub", lambda: b - a), ("MatMul", lambda: a @ b), ("Cat", lambda: minidl.cat([a, b]))]
+    for op, call in calls:
         with pytest.raises(RuntimeError, match=rf"{op}: .*'(cpu|cuda:0)' and '(cpu|cuda:0)'"):
             call()
 

@@ -4,7 +4,6 @@ functions, operators with Python scalars and numpy arrays, and the errors users 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minidl

@@ -69,7 +69,7 @@ def test_time_shift_errors():
         A.RandomTimeShift(-1)
     with pytest.raises(ValueError, match="RandomTimeShift: mode must be one of"):
         A.RandomTimeShift(2, mode="wrap")
-    with pytest.raises(ValueError, match=r"RandomTimeShift: axis 0 must name a non-batch axis of a batch with shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"RandomTimeShift: axis 0 must name a non-batch axis of .* \(2, 3\)"):
         A.RandomTimeShift(1, axis=0)(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="RandomTimeShift: expected a batch with at least 2 dimensions"):
         A.RandomTimeShift(1)(np.zeros(3, np.float32))

@@ -44,7 +44,7 @@ def test_array_dataset_to_device(device):
 
 
 def test_array_dataset_checks_its_arrays():
-    with pytest.raises(ValueError, match=r"ArrayDataset: all arrays must have the same first dimension.*\(3, 2\).*\(4,\)"):
+    with pytest.raises(ValueError, match=r"ArrayDataset: all arrays must have the same first dim.*\(3, 2\).*\(4,\)"):
         ArrayDataset(np.zeros((3, 2)), np.zeros(4))
     with pytest.raises(ValueError, match="ArrayDataset: expected at least one array"):
         ArrayDataset()
@@ -143,7 +143,7 @@ def test_pad_sequences_errors():
         pad_sequences([])
     with pytest.raises(ValueError, match=r"pad_sequences: every sequence must have the same shape after its time axis"):
         pad_sequences([np.zeros((2, 3)), np.zeros((2, 4))])
-    with pytest.raises(ValueError, match=r"pad_sequences: sequence 1 must be an array with a time axis first.*shape \(\)"):
+    with pytest.raises(ValueError, match=r"pad_sequences: sequence 1 must be an array with a time axis.*shape \(\)"):
         pad_sequences([np.zeros(2), np.array(1.0)])
     with pytest.raises(ValueError, match="pad_sequences: sequence 0 .* got list"):
         pad_sequences([[1.0, 2.0]])

@@ -204,7 +204,9 @@ def test_clip_needs_a_bound():
 # --------------------------------------------------------------------------- #
 # Shape and dtype mistakes
 # --------------------------------------------------------------------------- #
-@pytest.mark.parametrize("op, name", [(lambda a, b: a + b, "Add"), (lambda a, b: a * b, "Mul"), (lambda a, b: a / b, "Div")])
+@pytest.mark.parametrize(
+    "op, name", [(lambda a, b: a + b, "Add"), (lambda a, b: a * b, "Mul"), (lambda a, b: a / b, "Div")]
+)
 def test_shapes_that_do_not_broadcast_name_the_op(op, name):
     with pytest.raises(ValueError, match=rf"{name}: .*broadcast.*\(2, 3\) and \(4,\)"):
         op(minidl.ones(2, 3), minidl.ones(4))

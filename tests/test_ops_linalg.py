@@ -91,7 +91,7 @@ def test_matmul_with_numpy_operands_and_methods():
 @pytest.mark.parametrize(
     "shape_a, shape_b, message",
     [
-        ((2, 3), (4, 5), r"matmul: shapes \(2, 3\) and \(4, 5\) do not match: 3 columns on the left, 4 rows on the right"),
+        ((2, 3), (4, 5), r"matmul: shapes \(2, 3\) and \(4, 5\) do not match: 3 columns on the left, 4 rows on"),
         ((3,), (4,), r"matmul: shapes \(3,\) and \(4,\) do not match"),
         ((), (3,), r"matmul: both operands need at least 1 dimension, got shapes \(\) and \(3,\)"),
         ((2, 2, 3), (3, 3, 4), r"matmul: the batch dimensions of shapes \(2, 2, 3\) and \(3, 3, 4\) do not broadcast"),

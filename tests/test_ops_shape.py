@@ -101,7 +101,8 @@ def test_repeated_indices_accumulate_gradients(device):
     x[np.array([0, 2, 0, 0])].sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3, 0, 1, 0])
     y = leaf(np.zeros((2, 3)), device)
-    (y[minidl.tensor([1, 1]), minidl.tensor([2, 2])] * minidl.tensor([1.0, 5.0], dtype=np.float64, device=device)).sum().backward()
+    weights = minidl.tensor([1.0, 5.0], dtype=np.float64, device=device)
+    (y[minidl.tensor([1, 1]), minidl.tensor([2, 2])] * weights).sum().backward()
     np.testing.assert_array_equal(y.grad.numpy(), [[0, 0, 0], [0, 0, 6]])
 
 
@@ -125,7 +126,8 @@ def test_float_index_arrays_are_refused():
 @given(data=st.data(), shape=shapes, sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3), seed=seeds)
 def test_cat_and_split_are_inverse(device, data, shape, sizes, seed):
     axis = data.draw(st.integers(-len(shape), len(shape) - 1))
-    parts = [uniform(shape[:axis % len(shape)] + (n,) + shape[axis % len(shape) + 1 :], seed + i) for i, n in enumerate(sizes)]
+    a = axis % len(shape)
+    parts = [uniform(shape[:a] + (n,) + shape[a + 1 :], seed + i) for i, n in enumerate(sizes)]
     joined = np.concatenate(parts, axis=axis)
     y = minidl.cat([leaf(p, device) for p in parts], axis=axis)
     np.testing.assert_array_equal(y.numpy(), joined)
@@ -205,7 +207,10 @@ def test_broadcast_to_and_sum_to_are_adjoint(device, shapes, seed):
         (lambda x: x.transpose(0, 3), r"swapaxes: axis 3 is out of range"),
         (lambda x: x.unsqueeze(3), r"unsqueeze: axis 3 is out of range for a tensor with 2 dimensions"),
         (lambda x: x.squeeze(1), r"squeeze: axis 1 has size 3, not 1"),
-        (lambda x: minidl.cat([x, minidl.ones(3, 3)], 1), r"cat: tensor 1 has shape \(3, 3\), which does not match \(2, 3\) outside axis 1"),
+        (
+            lambda x: minidl.cat([x, minidl.ones(3, 3)], 1),
+            r"cat: tensor 1 has shape \(3, 3\), which does not match \(2, 3\) outside axis 1",
+        ),
         (lambda x: minidl.cat([]), r"cat: expected a non-empty list"),
         (lambda x: minidl.stack([x, minidl.ones(3, 2)]), r"stack: tensor 1 has shape \(3, 2\), expected \(2, 3\)"),
         (lambda x: minidl.split(x, 0), r"split: split size must be positive, got 0"),

@@ -243,5 +243,7 @@ def test_bad_parameter_lists_are_named():
         SGD([{"params": [p]}, {"params": [p]}])
     with pytest.raises(ValueError, match="leaf tensors"):
         SGD([p * 2])
+    with pytest.raises(TypeError, match="an ordered collection \\(a list\\), not a set"):
+        SGD([{"params": {p}}])
     with pytest.raises(ValueError, match="has no 'params' entry"):
         SGD([{"lr": 0.1}])

@@ -148,7 +148,8 @@ class TimeMasking(_BandMasking):
     ``num_masks`` times per sample. Time is axis -1 of (N, F, T); pass axis=-2 for (N, T, F).
     (torchaudio's TimeMasking with iid_masks=True: here masks always differ per sample.)"""
 
-    def __init__(self, time_mask_param: int, num_masks: int = 1, mask_value: float = 0.0, axis: int = -1, generator=None):
+    def __init__(self, time_mask_param: int, num_masks: int = 1, mask_value: float = 0.0, axis: int = -1,
+                 generator=None):
         super().__init__(time_mask_param, num_masks, mask_value, axis, generator)
 
 
@@ -157,5 +158,6 @@ class FrequencyMasking(_BandMasking):
     ``mask_value``, ``num_masks`` times per sample. Frequency is axis -2 of (N, F, T); pass
     axis=-1 for (N, T, F). (torchaudio's FrequencyMasking with iid_masks=True.)"""
 
-    def __init__(self, freq_mask_param: int, num_masks: int = 1, mask_value: float = 0.0, axis: int = -2, generator=None):
+    def __init__(self, freq_mask_param: int, num_masks: int = 1, mask_value: float = 0.0, axis: int = -2,
+                 generator=None):
         super().__init__(freq_mask_param, num_masks, mask_value, axis, generator)

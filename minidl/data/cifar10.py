@@ -194,6 +194,10 @@ def _numpy_reconstruct():
     return numpy.ndarray.__reduce__(numpy.zeros(1))[0]
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle asked for a class or function that ``RestrictedUnpickler`` does not admit."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds only plain Python values and numpy arrays.
 
@@ -211,7 +215,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return self.ALLOWED[(module, name)]
-        raise pickle.UnpicklingError(
+        raise RefusedPickle(
             f"refusing to load {module}.{name}: a CIFAR-10 batch holds only dicts, lists, "
             "strings and numpy arrays")
 
@@ -223,9 +227,10 @@ def read_python_batch(path, md5: str | None):
     try:
         with open(path, "rb") as f:
             return RestrictedUnpickler(f, encoding="latin1").load()
-    except pickle.UnpicklingError as error:
+    except RefusedPickle as error:
         raise dl.CorruptFileError(f"{path}: {error}") from error
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError) as error:
         raise dl.CorruptFileError(f"{path}: not a readable CIFAR-10 python batch ({error})") from error
 
 

@@ -75,10 +75,14 @@ def pad_sequences(sequences, batch_first: bool = True, padding_value: float = 0.
     for i, a in enumerate(arrays):
         if not _is_array(a) or a.ndim == 0:
             what = f"shape {a.shape}" if _is_array(a) else type(a).__name__
-            raise ValueError(f"pad_sequences: sequence {i} must be an array with a time axis first (T, ...), got {what}")
+            raise ValueError(
+                f"pad_sequences: sequence {i} must be an array with a time axis first (T, ...), got {what}"
+            )
     trailing = {a.shape[1:] for a in arrays}
     if len(trailing) > 1:
-        raise ValueError(f"pad_sequences: every sequence must have the same shape after its time axis, got {sorted(trailing)}")
+        raise ValueError(
+            f"pad_sequences: every sequence must have the same shape after its time axis, got {sorted(trailing)}"
+        )
     xp = get_array_module(*arrays)
     lengths = numpy.array([len(a) for a in arrays], dtype=numpy.int64)
     count, longest, total = len(arrays), int(lengths.max()), int(lengths.sum())

@@ -63,7 +63,9 @@ class ArrayDataset(Dataset):
         lengths = [len(a) for a in self.arrays]
         if len(set(lengths)) != 1:
             shapes = ", ".join(str(a.shape) for a in self.arrays)
-            raise ValueError(f"ArrayDataset: all arrays must have the same first dimension (one row per sample), got shapes {shapes}")
+            raise ValueError(
+                f"ArrayDataset: all arrays must have the same first dimension (one row per sample), got shapes {shapes}"
+            )
 
     def __len__(self) -> int:
         return len(self.arrays[0])

@@ -69,7 +69,9 @@ class DataLoader:
         if _is_seed(generator):
             generator = numpy.random.default_rng(int(generator))
         elif not (generator is None or isinstance(generator, numpy.random.Generator)):
-            raise TypeError(f"DataLoader: generator must be None, an int seed or a numpy Generator, got {type(generator).__name__}")
+            raise TypeError(
+                f"DataLoader: generator must be None, an int seed or a numpy Generator, got {type(generator).__name__}"
+            )
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)

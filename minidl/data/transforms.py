@@ -176,10 +176,11 @@ class Normalize(Transform):
         self._columns = {}  # (device, dtype) -> (mean, std) shaped (C, 1, 1) on that device
 
     def _mean_std(self, x):
-        key = (str(backend.device_of(x)), x.dtype)
+        device = backend.device_of(x)
+        key = (str(device), x.dtype)
         if key not in self._columns:
-            as_column = lambda v: backend.to_device(numpy.asarray(v, dtype=x.dtype).reshape(-1, 1, 1), key[0])  # noqa: E731
-            self._columns[key] = as_column(self.mean), as_column(self.std)
+            mean, std = (numpy.asarray(v, dtype=x.dtype).reshape(-1, 1, 1) for v in (self.mean, self.std))
+            self._columns[key] = backend.to_device(mean, device), backend.to_device(std, device)
         return self._columns[key]
 
     def __call__(self, x):
@@ -196,10 +197,12 @@ class Normalize(Transform):
                 f"(shape {x.shape}, channels on axis -3)"
             )
         mean, std = self._mean_std(x)
-        y = x if self.inplace else x - mean
         if self.inplace:
-            y -= mean
-        y /= std  # in place: one new array, not two
+            x -= mean
+            x /= std
+            return x
+        y = x - mean
+        y /= std  # in place on the new array: one allocation, not two
         return y
 
 

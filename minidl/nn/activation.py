@@ -66,7 +66,8 @@ class _AlongDim(Module):
 
     def _check(self, input):
         if not -max(input.ndim, 1) <= self.dim < max(input.ndim, 1):
-            raise ValueError(f"{type(self).__name__}: dim={self.dim} is out of range for an input of shape {input.shape}")
+            name = type(self).__name__
+            raise ValueError(f"{name}: dim={self.dim} is out of range for an input of shape {input.shape}")
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

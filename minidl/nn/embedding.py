@@ -19,20 +19,25 @@ class Embedding(Module):
     (PyTorch's default); the ``padding_idx`` row starts at 0 and gets no gradient.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, _weight=None, device=None, dtype=None):
+    def __init__(
+        self, num_embeddings: int, embedding_dim: int, padding_idx=None, _weight=None, device=None, dtype=None
+    ):
         super().__init__()
         for name, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
             if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n <= 0:
                 raise ValueError(f"Embedding: {name} must be a positive integer, got {n!r}")
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"Embedding: padding_idx {padding_idx} must be within [-{num_embeddings}, {num_embeddings})")
+                raise ValueError(
+                    f"Embedding: padding_idx {padding_idx} must be within [-{num_embeddings}, {num_embeddings})"
+                )
             padding_idx = padding_idx % num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = int(num_embeddings), int(embedding_dim), padding_idx
         if _weight is not None:
             if tuple(_weight.shape) != (num_embeddings, embedding_dim):
                 raise ValueError(
-                    f"Embedding: _weight must have shape ({num_embeddings}, {embedding_dim}), got {tuple(_weight.shape)}"
+                    f"Embedding: _weight must have shape ({num_embeddings}, {embedding_dim}), "
+                    f"got {tuple(_weight.shape)}"
                 )
             self.weight = Parameter(_weight)
         else:

@@ -36,7 +36,8 @@ class Linear(Module):
         self.in_features, self.out_features = int(in_features), int(out_features)
         dtype = numpy.float32 if dtype is None else dtype
         self.weight = Parameter(zeros(self.out_features, self.in_features, dtype=dtype, device=device))
-        self.register_parameter("bias", Parameter(zeros(self.out_features, dtype=dtype, device=device)) if bias else None)
+        bias = Parameter(zeros(self.out_features, dtype=dtype, device=device)) if bias else None
+        self.register_parameter("bias", bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

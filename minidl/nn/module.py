@@ -71,9 +71,13 @@ class Module:
                 f"expected); to change its values in place use `with minidl.no_grad(): module.{name}.data[...] = ...`"
             )
         if name in self._modules and not isinstance(value, Module):
-            raise TypeError(f"{cls}: cannot assign a {type(value).__name__} to sub-module '{name}' (a Module or None is expected)")
+            raise TypeError(
+                f"{cls}: cannot assign a {type(value).__name__} to sub-module '{name}' (a Module or None is expected)"
+            )
         if name in self.__dict__.get("_buffer_names", ()) and not isinstance(value, Tensor):
-            raise TypeError(f"{cls}: cannot assign a {type(value).__name__} to buffer '{name}' (a Tensor or None is expected)")
+            raise TypeError(
+                f"{cls}: cannot assign a {type(value).__name__} to buffer '{name}' (a Tensor or None is expected)"
+            )
 
     def __getattr__(self, name):
         for registry in ("_parameters", "_modules", "_buffers"):
@@ -120,7 +124,9 @@ class Module:
 
     def _check_name(self, name, where) -> None:
         if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"{type(self).__name__}.{where}: the name must be a non-empty string without '.', got {name!r}")
+            raise KeyError(
+                f"{type(self).__name__}.{where}: the name must be a non-empty string without '.', got {name!r}"
+            )
 
     # ------------------------------------------------------------------ #
     # Running

@@ -69,7 +69,8 @@ class _BatchNorm(Module):
             raise ValueError(f"{name}: expected a {self.layout} input, got shape {input.shape}")
         if input.shape[1] != self.num_features:
             raise ValueError(
-                f"{name}: expected {self.num_features} channels on axis 1 (num_features), got input of shape {input.shape}"
+                f"{name}: expected {self.num_features} channels on axis 1 (num_features), "
+                f"got input of shape {input.shape}"
             )
         use_batch_stats = self.training or not self.track_running_stats
         momentum = 0.0 if self.momentum is None else self.momentum

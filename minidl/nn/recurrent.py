@@ -123,8 +123,8 @@ class RNNCell(RNNCellBase):
                  device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
         super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, bias, implementation, device, dtype)
+        self.nonlinearity = nonlinearity
 
 
 class LSTMCell(RNNCellBase):
@@ -286,9 +286,9 @@ class RNN(RNNBase):
                  dropout=0.0, bidirectional=False, implementation="fused", device=None, dtype=None):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
         super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, implementation, device, dtype)
+        self.nonlinearity = nonlinearity
 
 
 class LSTM(RNNBase):

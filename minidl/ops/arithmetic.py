@@ -174,11 +174,9 @@ class Clip(Function):
 
     def backward(self, gy):
         x = self.inputs[0].data
-        inside = numpy.True_
-        if self.low is not None:
-            inside = inside & (x >= self.low)
-        if self.high is not None:
-            inside = inside & (x <= self.high)
+        low = -numpy.inf if self.low is None else self.low
+        high = numpy.inf if self.high is None else self.high
+        inside = (x >= low) & (x <= high)
         return gy * inside.astype(gy.dtype)
 
 

@@ -130,7 +130,9 @@ def classes_last(input, target, op: str):
     expected = input.shape if probabilities else (input.shape[:1] + input.shape[2:] if batched else ())
     if target.shape != expected:
         kind = "class probabilities (shaped like the input)" if probabilities else "class indices"
-        raise ValueError(f"{op}: input of shape {input.shape} needs {kind} of shape {expected}, got target of shape {target.shape}")
+        raise ValueError(
+            f"{op}: input of shape {input.shape} needs {kind} of shape {expected}, got target of shape {target.shape}"
+        )
     num_classes = input.shape[1] if batched else input.shape[0]
     if input.ndim > 2:  # move the class axis last: (N, C, d...) -> (N, d..., C)
         axes = (0,) + tuple(range(2, input.ndim)) + (1,)
@@ -142,7 +144,9 @@ def classes_last(input, target, op: str):
     return rows, target, loss_shape
 
 
-def class_index_distribution(target, num_classes, dtype, weight=None, ignore_index=-100, label_smoothing=0.0, op="cross_entropy"):
+def class_index_distribution(
+    target, num_classes, dtype, weight=None, ignore_index=-100, label_smoothing=0.0, op="cross_entropy"
+):
     """The target distributions q (M, C) of class indices y (M,), and the 'mean' divisor, as PyTorch
     defines them:  q_n = (1 - eps) w_{y_n} one_hot(y_n) + (eps / C) w  for rows with y_n != ignore_index
     (0 for the others);  divisor = the sum of w_{y_n} over the kept rows  (w = 1 without class weights).
@@ -153,7 +157,9 @@ def class_index_distribution(target, num_classes, dtype, weight=None, ignore_ind
     out_of_range = valid & ((target < 0) | (target >= num_classes))
     if bool(out_of_range.any()):
         bad = int(target[out_of_range][0])
-        raise IndexError(f"{op}: target {bad} is out of bounds for {num_classes} classes (expected 0..{num_classes - 1})")
+        raise IndexError(
+            f"{op}: target {bad} is out of bounds for {num_classes} classes (expected 0..{num_classes - 1})"
+        )
     safe = xp.where(valid, target, 0)
     target_weight = w[safe] * valid  # w_{y_n}; 0 for ignored rows
     one_hot = safe[:, None] == xp.arange(num_classes)[None, :]
@@ -193,7 +199,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             q = q * (1 - label_smoothing) + label_smoothing / num_classes
         q, divisor = (q if weight is None else q * weight.astype(rows.dtype)), None
     else:
-        q, divisor = class_index_distribution(target_rows, num_classes, rows.dtype, weight, ignore_index, label_smoothing)
+        q, divisor = class_index_distribution(
+            target_rows, num_classes, rows.dtype, weight, ignore_index, label_smoothing
+        )
         q = Tensor(q)
     loss = SoftmaxCrossEntropy()(rows, q)
     return reduce_loss(reshape(loss, loss_shape), reduction, divisor)
@@ -205,7 +213,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     d loss_n / d input[n, c] = -w_{y_n} [c = y_n]."""
     check_reduction(reduction, "nll_loss")
     target = as_tensor_on(target, input)
-    if input.ndim == 0 or target.dtype.kind not in "iu":
+    if target.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: expected integer class indices as target, got dtype {target.dtype}")
     rows, target_rows, loss_shape = classes_last(input, target, "nll_loss")
     weight = as_tensor_on(weight, input)

@@ -206,9 +206,9 @@ class ScatterAdd(Function):
     def forward(self, g):
         xp = backend.get_array_module(g)
         out = xp.zeros(self.shape, dtype=g.dtype)
-        if _has_array_index(self.index):
+        if _has_integer_array(self.index):
             backend.backend_for(xp).scatter_add(out, self.index, g)
-        else:  # basic indexing cannot repeat an element: plain assignment is enough
+        else:  # slices, ints and boolean masks cannot repeat an element: plain assignment is enough
             out[self.index] = g
         return out
 
@@ -216,9 +216,10 @@ class ScatterAdd(Function):
         return getitem(gy, self.index)
 
 
-def _has_array_index(index) -> bool:
+def _has_integer_array(index) -> bool:
+    """Whether ``index`` holds an integer array (or list), which may name one element twice."""
     parts = index if isinstance(index, tuple) else (index,)
-    return any(hasattr(p, "shape") and hasattr(p, "dtype") for p in parts) or any(isinstance(p, list) for p in parts)
+    return any(isinstance(p, list) or (getattr(p, "ndim", 0) > 0 and p.dtype.kind in "iu") for p in parts)
 
 
 def _index_to_arrays(index, x):

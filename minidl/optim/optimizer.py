@@ -71,6 +71,8 @@ class Optimizer:
         params = group.get("params")
         if params is None:
             raise ValueError(f"{self.name}.add_param_group: the group has no 'params' entry")
+        if isinstance(params, set):
+            raise TypeError(f"{self.name}: params must be an ordered collection (a list), not a set")
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
             if not isinstance(p, Tensor):
