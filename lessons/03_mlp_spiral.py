@@ -22,23 +22,20 @@ Run:  python lessons/03_mlp_spiral.py [--device cuda] [--smoke] [--epochs N] [--
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # draws without a display
 
-matplotlib.use("Agg")  # write image files; no window needed
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import common  # lessons/common.py: the flags and set-up every lesson shares
+import minidl
+import minidl.nn as nn
+import minidl.nn.functional as F
+from minidl import datasets, optim, plot
+from minidl.data import ArrayDataset, DataLoader
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
-import minidl  # noqa: E402
-import minidl.nn as nn  # noqa: E402
-import minidl.nn.functional as F  # noqa: E402
-from minidl import datasets, optim, plot  # noqa: E402
-from minidl.data import ArrayDataset, DataLoader  # noqa: E402
-
-p = common.parser("Lesson 03: an MLP on the spiral set; SGD vs momentum vs Adam",
+flags = common.parser("Lesson 03: an MLP on the spiral set; SGD vs momentum vs Adam",
                   epochs=300, batch_size=32, out="runs/03_mlp_spiral")
-p.add_argument("--hidden", type=int, default=100, help="hidden units per layer (default: 100)")
-args, _ = p.parse_known_args()
+flags.add_argument("--hidden", type=int, default=100, help="hidden units per layer (default: 100)")
+args, _ = flags.parse_known_args()
 if args.smoke:
     args.epochs = min(args.epochs, 5)
 device = common.setup(args)  # seeds, checks the device, makes --out

@@ -29,13 +29,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure  # draws without a display
 
 import common  # lessons/common.py: the flags and set-up every lesson shares
 import minidl
 import minidl.nn.functional as F
 from minidl import datasets, gradcheck, plot
 
-args, _ = common.parser("Lesson 04: convolution and pooling from scratch", out="runs/04_conv_and_pool").parse_known_args()
+flags = common.parser("Lesson 04: convolution and pooling from scratch", out="runs/04_conv_and_pool")
+args, _ = flags.parse_known_args()
 device = common.setup(args)  # seeds, checks the device, makes --out
 rng = np.random.default_rng(args.seed)
 out = Path(args.out)
@@ -196,10 +198,10 @@ def load_images(count):
               "Using SYNTHETIC images instead (a square, a disc, stripes, a ramp): pass --data DIR or set "
               "MINIDL_DATA to see real photographs.")
         return synthetic_images(count)
-    picks = [int(np.argmax(test.targets == k)) for k in range(count)]
-    images, _ = test.as_arrays()
+    picks = [int(np.argmax(test.targets == k)) for k in range(count)]  # the first image of class k
     print(f"\nCIFAR-10 test images {picks} from {test.source[1]}")
-    return images[picks].astype(np.float64), [test.classes[test.targets[i]] for i in picks]
+    images = test.data[picks].transpose(0, 3, 1, 2) / 255.0  # uint8 (N, H, W, C) -> float (N, C, H, W)
+    return images, [test.classes[k] for k in range(count)]
 
 
 def synthetic_images(count):
@@ -264,7 +266,7 @@ g = gray.numpy()
 r = responses.numpy()
 panels = [images, g, np.clip(r[:, 0:1], 0, 1), np.clip(r[:, 1:2], 0, 1), np.clip(r[:, 2:3], 0, 1),
           signed(r[:, 3:4]), signed(r[:, 4:5]), signed(r[:, 5:6]),
-          scaled(edges.numpy()), scaled(pooled.numpy()).repeat(2, axis=2).repeat(2, axis=3)]  # pooled shown at 32x32
+          scaled(edges.numpy()), scaled(pooled.numpy()).repeat(2, axis=2).repeat(2, axis=3)]  # 16x16 shown 32x32
 titles = ["image", "gray", *filters, "edge strength", "edges, max-pool 2x2"]
 grid = np.stack([np.broadcast_to(panel, images.shape) for panel in panels], axis=1)  # (N, 10, 3, 32, 32)
 path = plot.image_grid(grid.reshape(-1, 3, 32, 32), out / "filters_on_images.png", columns=len(panels),
@@ -272,8 +274,18 @@ path = plot.image_grid(grid.reshape(-1, 3, 32, 32), out / "filters_on_images.png
                                for row, name in enumerate(names) for k in range(len(panels))],
                        title="Hand-made 3x3 filters applied to the gray image")
 print(f"saved {path}")
-path = plot.filters(bank, out / "hand_made_filters.png", title="the six 3x3 kernels (dark = negative)")
-print(f"saved {path}")
+# The kernels themselves, with their numbers: red positive, blue negative.
+fig = Figure(figsize=(2.1 * len(filters), 2.5))
+for ax, (name, kernel) in zip(fig.subplots(1, len(filters)), filters.items()):
+    limit = np.abs(kernel).max()
+    ax.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for (i, j), weight in np.ndenumerate(kernel):
+        ax.text(j, i, f"{weight:.3g}", ha="center", va="center", fontsize=8)
+    ax.set_title(name, fontsize=9)
+    ax.axis("off")
+fig.suptitle("The six 3x3 kernels")
+fig.savefig(out / "hand_made_filters.png", dpi=110, bbox_inches="tight")
+print(f"saved {out / 'hand_made_filters.png'}")
 
 # %% Measurements for the results table
 common.synchronize(device)

@@ -43,10 +43,16 @@ def training_curves(history: dict, path, title: str = "") -> str:
     return _save(fig, path)
 
 
-def image_grid(images, path, titles=None, columns: int = 8, title: str = "", colors=None) -> str:
-    """Images as (N, C, H, W) or (N, H, W, C) floats in [0, 1] (or uint8), with optional titles."""
+def image_grid(images, path, titles=None, columns: int = 8, title: str = "", colors=None,
+               channels_first: bool | None = None) -> str:
+    """Images as (N, C, H, W) or (N, H, W, C) floats in [0, 1] (or uint8), with optional titles.
+
+    ``channels_first`` says which layout; left as None it is guessed (C is 1 or 3, H and W are not).
+    """
     images = _host(images)
-    if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
+    if channels_first is None:
+        channels_first = images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3)
+    if channels_first:
         images = images.transpose(0, 2, 3, 1)
     images = images.astype(numpy.float32) / (255.0 if images.dtype == numpy.uint8 else 1.0)
     rows = -(-len(images) // columns)
@@ -70,7 +76,7 @@ def filters(weight, path, title: str = "first-layer filters") -> str:
     w = (w - low) / numpy.maximum(high - low, 1e-12)
     if w.shape[1] not in (1, 3):
         w = w[:, :1]
-    return image_grid(w, path, columns=min(8, len(w)), title=title)
+    return image_grid(w, path, columns=min(8, len(w)), title=title, channels_first=True)
 
 
 def confusion(matrix, class_names, path, title: str = "confusion matrix") -> str:

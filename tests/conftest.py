@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, settings
 
 import minidl
 
-settings.register_profile(
-    "default", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile("thorough", max_examples=200, deadline=None)
+# function_scoped_fixture: the `device` fixture is a plain string, safe to share across examples.
+_quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("default", max_examples=25, deadline=None, suppress_health_check=_quiet)
+settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=_quiet)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 GPU = minidl.cuda.is_available()

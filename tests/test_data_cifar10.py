@@ -192,7 +192,8 @@ def test_python_release_matches_the_binary_one(tmp_path, monkeypatch, train):
 
 def test_python_release_refuses_files_whose_md5_is_not_the_published_one(tmp_path):
     write_python(tmp_path, fake_batches())  # the real sums do not match these fakes
-    with pytest.raises(dl.ChecksumError, match=r"data_batch_1: MD5 is [0-9a-f]{32}, expected c99cafc152244af753f735de768cd75f"):
+    expected = cifar10.PYTHON_RELEASE_MD5["data_batch_1"]
+    with pytest.raises(dl.ChecksumError, match=rf"data_batch_1: MD5 is [0-9a-f]{{32}}, expected {expected}"):
         datasets.CIFAR10(tmp_path)
 
 
@@ -286,6 +287,13 @@ def test_image_folder_errors(tmp_path):
         datasets.CIFAR10(tmp_path, train=False, progress=False)
     from PIL import Image
 
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "test" / "frog" / "0001.jpg")
+    whole = (folder / "test" / "frog" / "0001.jpg").read_bytes()
+    (folder / "test" / "frog" / "0001.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "test" / "frog" / "0000.png").unlink()
+    with pytest.raises(dl.CorruptFileError, match=r"frog/0001\.jpg: cannot decode image"):  # truncated JPEG
+        datasets.CIFAR10(tmp_path, train=False, progress=False)
+    (folder / "test" / "frog" / "0001.jpg").unlink()
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "test" / "frog" / "0000.png")
     with pytest.raises(dl.CorruptFileError, match=r"0000\.png: expected a 32x32 RGB image, got shape \(16, 16, 3\)"):
         datasets.CIFAR10(tmp_path, train=False, progress=False)
@@ -341,14 +349,18 @@ def test_download_refuses_an_archive_with_the_wrong_md5(tmp_path, monkeypatch):
 # the real copy, when this machine has it
 # --------------------------------------------------------------------------- #
 @pytest.mark.skipif(not (SHARED / "cifar10-jpeg").is_dir(), reason="no shared CIFAR-10 copy here")
-def test_real_cifar10_jpeg_copy():
+def test_real_cifar10_jpeg_copy(monkeypatch):
     train = datasets.CIFAR10(SHARED, train=True, progress=False)  # decodes once, then cached
     test = datasets.CIFAR10(SHARED, train=False, progress=False)
     assert train.data.shape == (50000, 32, 32, 3) and test.data.shape == (10000, 32, 32, 3)
     assert train.classes == CLASSES and test.classes == CLASSES
     assert np.bincount(train.targets).tolist() == [5000] * 10
     assert np.bincount(test.targets).tolist() == [1000] * 10
-    start = time.perf_counter()
-    again = datasets.CIFAR10(SHARED, train=True, progress=False)
-    assert time.perf_counter() - start < 2.0, "a cached load should take under 2 s"
+    monkeypatch.setattr(cifar10, "decode_images", lambda files, progress: pytest.fail("cache not used"))
+    times = []
+    for _ in range(3):  # best of three: the machine may be busy with other tests
+        start = time.perf_counter()
+        again = datasets.CIFAR10(SHARED, train=True, progress=False)
+        times.append(time.perf_counter() - start)
+    assert min(times) < 2.0, f"a cached load should take under 2 s, took {times}"
     np.testing.assert_array_equal(again.targets, train.targets)

@@ -133,7 +133,8 @@ def fsdd_archive(speakers, takes=range(50)):
 def test_download_unpacks_and_checks_the_structure(tmp_path, monkeypatch):
     from test_data_download import serve
 
-    serve(monkeypatch, fsdd_archive(["ann", "bob", "cy", "dee", "ed", "flo"]))
+    monkeypatch.setattr(fsdd, "N_TAKES", 6)  # a small release: creating 3,000 files is slow
+    serve(monkeypatch, fsdd_archive(["ann", "bob", "cy", "dee", "ed", "flo"], takes=range(6)))
     ds = datasets.FSDD(tmp_path, split="test", download=True, progress=False)
     assert len(ds) == 300 and ds.folder == tmp_path / "fsdd" / "recordings"
     assert os.listdir(tmp_path) == ["fsdd"]  # archive and scratch removed
@@ -143,9 +144,16 @@ def test_download_with_the_wrong_structure_is_refused(tmp_path, monkeypatch):
     from test_data_download import serve
 
     serve(monkeypatch, fsdd_archive(["ann", "bob"], takes=range(3)))
-    with pytest.raises(dl.CorruptFileError, match=r"expected 3000 recordings .* found 60 from speakers \['ann', 'bob'\]"):
+    with pytest.raises(dl.CorruptFileError, match=r"expected 3000 recordings .* found 60 from speakers \['ann', 'b"):
         datasets.FSDD(tmp_path, download=True, progress=False)
     assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(fsdd, "N_SPEAKERS", 3)
+    monkeypatch.setattr(fsdd, "N_TAKES", 2)
+    folder = write_recordings(tmp_path / "small", takes=range(2))
+    fsdd.check_structure(folder)  # a whole (small) release passes
+    (folder / "7_bob_1.wav").unlink()
+    with pytest.raises(dl.CorruptFileError, match=r"expected 60 recordings .* found 59 from speakers"):
+        fsdd.check_structure(folder)
 
 
 # --------------------------------------------------------------------------- #

@@ -139,9 +139,9 @@ def test_lstm_gate_order_is_i_f_g_o():
     bias = np.concatenate([[-big] * hidden, [big] * hidden, [0.0] * hidden, [-big] * hidden])  # i, f, g, o
     c = np.array([[0.3, -0.7]])
     for implementation in ("fused", "composed"):
-        h_new, c_new = ops.lstm_cell(minidl.tensor(np.ones((1, 1))), (minidl.tensor(np.zeros((1, 2))), minidl.tensor(c)),
-                                     minidl.tensor(w_ih), minidl.tensor(w_hh), minidl.tensor(bias),
-                                     implementation=implementation)
+        x, h = minidl.tensor(np.ones((1, 1))), minidl.tensor(np.zeros((1, 2)))
+        weights = minidl.tensor(w_ih), minidl.tensor(w_hh), minidl.tensor(bias)
+        h_new, c_new = ops.lstm_cell(x, (h, minidl.tensor(c)), *weights, implementation=implementation)
         np.testing.assert_allclose(c_new.numpy(), c, atol=1e-12)
         np.testing.assert_allclose(h_new.numpy(), 0.0, atol=1e-12)
 
@@ -294,17 +294,21 @@ def lstm_args(steps=3, batch=2, inputs=3, hidden=4):
     return minidl.tensor(x), tuple(minidl.tensor(s) for s in state), [minidl.tensor(w) for w in weights]
 
 
+def zeros64(*shape):
+    return minidl.zeros(*shape, dtype=np.float64)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
         (lambda x, s, w: (x[0], s, w), r"expected the input to have shape \(T, B, input_size\)"),
-        (lambda x, s, w: (x, s, [minidl.zeros(15, 3, dtype=np.float64), *w[1:]]), r"expected w_ih of shape \(4 \* hidden"),
-        (lambda x, s, w: (x, s, [minidl.zeros(16, 2, dtype=np.float64), *w[1:]]), r"expected w_ih of shape .*input_size=3\), got \(16, 2\)"),
-        (lambda x, s, w: (x, s, [w[0], minidl.zeros(16, 3, dtype=np.float64), *w[2:]]), r"expected w_hh of shape \(16, 4\)"),
-        (lambda x, s, w: (x, s, [*w[:2], minidl.zeros(4, dtype=np.float64), w[3]]), r"expected b_ih of shape \(16,\)"),
+        (lambda x, s, w: (x, s, [zeros64(15, 3), *w[1:]]), r"expected w_ih of shape \(4 \* hidden"),
+        (lambda x, s, w: (x, s, [zeros64(16, 2), *w[1:]]), r"expected w_ih of shape .*input_size=3\), got \(16, 2\)"),
+        (lambda x, s, w: (x, s, [w[0], zeros64(16, 3), *w[2:]]), r"expected w_hh of shape \(16, 4\)"),
+        (lambda x, s, w: (x, s, [*w[:2], zeros64(4), w[3]]), r"expected b_ih of shape \(16,\)"),
         (lambda x, s, w: (x, s[:1], w), r"expected a state of 2 tensor\(s\), got 1"),
-        (lambda x, s, w: (x, (s[0], minidl.zeros(3, 4, dtype=np.float64)), w), r"expected each state tensor of shape \(B=2, H=4\), got \(3, 4\)"),
-        (lambda x, s, w: (x.float(), s, w), r"expected the input, state, weights and biases to share one floating dtype, got float32, float64"),
+        (lambda x, s, w: (x, (s[0], zeros64(3, 4)), w), r"expected each state tensor of shape \(B=2, H=4\), got \(3, 4\)"),
+        (lambda x, s, w: (x.float(), s, w), r"expected the input, state, .* one floating dtype, got float32, float64"),
     ],
 )
 def test_bad_arguments_are_explained(change, message):

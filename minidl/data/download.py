@@ -41,8 +41,11 @@ class CorruptFileError(ValueError):
     """A data file (archive, WAV, image, batch) cannot be read; the message names it."""
 
 
-class DownloadError(OSError):
-    """A download failed (often: no network); the message says where to put the files."""
+class DownloadError(DatasetNotFoundError):
+    """A download failed (often: no network); the message says where to put the files.
+
+    A subclass of ``DatasetNotFoundError``: either way the data is not there, so one
+    ``except DatasetNotFoundError`` covers both."""
 
 
 # --------------------------------------------------------------------------- #

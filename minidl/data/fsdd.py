@@ -24,7 +24,7 @@ from minidl.data import download as dl
 
 VERSION = "1.0.10"
 URL = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v{VERSION}.tar.gz"
-N_FILES = 3000
+N_SPEAKERS, N_TAKES = 6, 50  # in release v1.0.10: 6 x 10 digits x 50 = 3,000 files
 SAMPLE_RATE = 8000
 TEST_TAKES = range(0, 5)
 NAME = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>[A-Za-z]+)_(?P<take>[0-9]+)\.wav$")
@@ -132,16 +132,17 @@ def _find(root: Path, download: bool, progress: bool) -> Path:
 
 def check_structure(folder: Path) -> None:
     """FSDD publishes no checksum, so a download is checked by its shape instead:
-    exactly 3,000 ``{digit}_{speaker}_{take}.wav`` files, 50 takes (0-49) of each digit
-    for each of 6 speakers."""
+    exactly 3,000 ``{digit}_{speaker}_{take}.wav`` files, takes 0-49 of each digit for
+    each of 6 speakers (``N_SPEAKERS``, ``N_TAKES``)."""
     entries = list_recordings(folder)
     speakers = sorted({e[1] for e in entries})
-    takes = {(e[0], e[1], e[2]) for e in entries}
-    expected = {(d, s, t) for d in range(10) for s in speakers for t in range(50)}
-    if len(entries) != N_FILES or len(speakers) != 6 or takes != expected:
+    found = {(e[0], e[1], e[2]) for e in entries}
+    expected = {(d, s, t) for d in range(10) for s in speakers for t in range(N_TAKES)}
+    if len(speakers) != N_SPEAKERS or found != expected or len(entries) != len(expected):
         raise dl.CorruptFileError(
-            f"{folder}: expected {N_FILES} recordings (6 speakers x 10 digits x takes 0-49), found "
-            f"{len(entries)} from speakers {speakers}; the download is incomplete or not FSDD v{VERSION}")
+            f"{folder}: expected {N_SPEAKERS * 10 * N_TAKES} recordings ({N_SPEAKERS} speakers x 10 digits "
+            f"x takes 0-{N_TAKES - 1}), found {len(entries)} from speakers {speakers}; "
+            f"the download is incomplete or not FSDD v{VERSION}")
 
 
 def _download(root: Path, progress: bool) -> Path:

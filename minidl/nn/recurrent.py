@@ -164,19 +164,20 @@ class RNNBase(Module):
         _check_implementation(name, implementation)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
             raise ValueError(f"{name}: dropout must be a probability between 0 and 1, got {dropout!r}")
-        self.mode, self.input_size, self.hidden_size, self.num_layers = mode, int(input_size), int(hidden_size), int(num_layers)
+        self.mode, self.input_size, self.hidden_size = mode, int(input_size), int(hidden_size)
+        self.num_layers = int(num_layers)
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
         self.bidirectional, self.implementation = bool(bidirectional), implementation
         directions = 2 if bidirectional else 1
         rows, dtype = CELLS[mode].gates * self.hidden_size, numpy.float32 if dtype is None else dtype
         for layer in range(self.num_layers):
             layer_input = self.input_size if layer == 0 else self.hidden_size * directions
+            shapes = {"weight_ih": (rows, layer_input), "weight_hh": (rows, self.hidden_size)}
+            if bias:
+                shapes.update(bias_ih=(rows,), bias_hh=(rows,))
             for suffix in ("", "_reverse")[:directions]:
-                setattr(self, f"weight_ih_l{layer}{suffix}", Parameter(zeros(rows, layer_input, dtype=dtype, device=device)))
-                setattr(self, f"weight_hh_l{layer}{suffix}", Parameter(zeros(rows, self.hidden_size, dtype=dtype, device=device)))
-                if bias:
-                    setattr(self, f"bias_ih_l{layer}{suffix}", Parameter(zeros(rows, dtype=dtype, device=device)))
-                    setattr(self, f"bias_hh_l{layer}{suffix}", Parameter(zeros(rows, dtype=dtype, device=device)))
+                for kind, shape in shapes.items():
+                    setattr(self, f"{kind}_l{layer}{suffix}", Parameter(zeros(*shape, dtype=dtype, device=device)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -202,7 +203,10 @@ class RNNBase(Module):
                 f"input_size={self.input_size}, got shape {input.shape}"
             )
         batched = input.ndim == 3
-        x = unsqueeze(input, 1) if not batched else swapaxes(input, 0, 1) if self.batch_first else input
+        if not batched:
+            x = unsqueeze(input, 1)  # (T, 1, D)
+        else:  # time-major inside: (T, B, D)
+            x = swapaxes(input, 0, 1) if self.batch_first else input
         steps, batch = x.shape[0], x.shape[1]
         if steps == 0:
             raise ValueError(f"{name}: expected at least one time step, got input of shape {input.shape}")
@@ -210,6 +214,7 @@ class RNNBase(Module):
             lengths = check_lengths(lengths, steps, batch, name)
         directions = 2 if self.bidirectional else 1
         initial = self._initial_state(hx, x, batched, directions)
+        flip = _reversal_index(steps, batch, lengths, x) if self.bidirectional else None
 
         finals = []  # one state tuple per (layer, direction), in PyTorch's h_n order
         for layer in range(self.num_layers):
@@ -222,7 +227,6 @@ class RNNBase(Module):
                 if direction == 0:
                     output, final = recurrence(self.mode, x, initial[k], *weights, lengths, self.implementation)
                 else:  # run over each sequence reversed (within its length), then put the steps back in order
-                    flip = _reversal_index(steps, batch, lengths, x)
                     output, final = recurrence(self.mode, getitem(x, flip), initial[k], *weights, lengths,
                                                self.implementation)
                     output = getitem(output, flip)
@@ -230,10 +234,11 @@ class RNNBase(Module):
                 finals.append(final)
             x = outputs[0] if directions == 1 else cat(outputs, axis=-1)
 
-        output = swapaxes(x, 0, 1) if batched and self.batch_first else x if batched else squeeze(x, 1)
         h_n = tuple(stack([f[i] for f in finals]) for i in range(len(finals[0])))
         if not batched:
-            h_n = tuple(squeeze(h, 1) for h in h_n)
+            output, h_n = squeeze(x, 1), tuple(squeeze(h, 1) for h in h_n)
+        else:
+            output = swapaxes(x, 0, 1) if self.batch_first else x
         return output, (h_n if lstm else h_n[0])
 
     def _initial_state(self, hx, x, batched, directions):

@@ -150,9 +150,9 @@ def _as_2d(values, spatial_dims, fill):
 # Max and average pooling
 # --------------------------------------------------------------------------- #
 def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, spatial_dims, op):
+    image, restore = _as_image(x, spatial_dims, op)
     geometry = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, spatial_dims, op)
     kernel, stride, dilation, padding = (_as_2d(v, spatial_dims, one) for v, one in zip(geometry, (1, 1, 1, (0, 0))))
-    image, restore = _as_image(x, spatial_dims, op)
     n, c = image.shape[:2]
     cols, (oh, ow) = im2col(image, kernel, stride, padding, dilation, op, pad_value=-numpy.inf)
     windows = reshape(cols, (n, c, kernel[0] * kernel[1], oh * ow))
@@ -188,9 +188,9 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, spatial_dims, op):
+    image, restore = _as_image(x, spatial_dims, op)
     geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, spatial_dims, op)
     kernel, stride, _, padding = (_as_2d(v, spatial_dims, one) for v, one in zip(geometry, (1, 1, 1, (0, 0))))
-    image, restore = _as_image(x, spatial_dims, op)
     (n, c, h, w), area = image.shape, kernel[0] * kernel[1]
     cols, (oh, ow) = im2col(image, kernel, stride, padding, (1, 1), op)
     total = sum_(reshape(cols, (n, c, area, oh * ow)), axis=2)  # (N, C, L)
@@ -261,9 +261,9 @@ def _averaging_matrix(size, out, like):
 
 
 def _adaptive_avg(x, output_size, spatial_dims, op):
+    image, restore = _as_image(x, spatial_dims, op)
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
-    image, restore = _as_image(x, spatial_dims, op)
     (n, c, h, w), (oh, ow) = image.shape, _as_2d(_adaptive_output_size(x, output_size, spatial_dims, op), spatial_dims, 1)
     if h % oh == 0 and w % ow == 0:  # equal bins: an ordinary mean over blocks
         return restore(mean_(reshape(image, (n, c, oh, h // oh, ow, w // ow)), axis=(3, 5)))
@@ -296,9 +296,9 @@ def adaptive_max_pool2d(input, output_size):
     """y[n, c, i, j] = max of x[n, c] over bin i of the rows and bin j of the columns
     (PyTorch's F.adaptive_max_pool2d); the gradient goes to the first maximum of each bin."""
     op = "adaptive_max_pool2d"
+    image, restore = _as_image(input, 2, op)
     if input.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point input, got dtype {input.dtype}")
-    image, restore = _as_image(input, 2, op)
     (n, c, h, w), (oh, ow) = image.shape, _adaptive_output_size(input, output_size, 2, op)
     rows, columns = _bin_gather_index(h, oh, image.xp), _bin_gather_index(w, ow, image.xp)
     cells = getitem(image, (slice(None), slice(None), rows))  # (N, C, OH, KH, W)

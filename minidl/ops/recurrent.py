@@ -102,9 +102,10 @@ class FusedCell(Function):
     def backward(self, *d_new_state):
         cell, n = self.cell, self.cell.num_states
         if is_grad_enabled():  # create_graph=True: gradients of gradients wanted
-            return _differentiate_composed(
-                self, lambda x, *rest: composed_cell(cell, x, rest[:n], *rest[n:]), d_new_state
-            )
+            def composed(x, *rest):
+                return composed_cell(cell, x, rest[:n], *rest[n:])
+
+            return _differentiate_composed(self, composed, d_new_state)
         x, *rest = (t.data for t in self.inputs)
         state, (w_ih, w_hh) = rest[:n], rest[n : n + 2]
         dgx, dgh, d_direct = cell.step_backward([g.data for g in d_new_state], tuple(state), self.saved)
@@ -134,6 +135,7 @@ class FusedRecurrence(Function):
         gx = (x.reshape(steps * batch, -1) @ w_ih.T + b_ih).reshape(steps, batch, -1)
         w_hh_t = w_hh.T
         output = xp.empty((steps, batch, w_hh.shape[1]), dtype=gx.dtype)
+        zero = xp.zeros((), dtype=gx.dtype)  # a 0-d array: cupy's where wants arrays
         state = tuple(state)
         self.states, self.saved = [state], []  # state_{t-1} and the cell's saved arrays, per step
         for t in range(steps):
@@ -141,7 +143,7 @@ class FusedRecurrence(Function):
             if self.mask is None:
                 output[t] = new_state[0]
             else:
-                output[t] = xp.where(self.mask[t], new_state[0], 0)
+                output[t] = xp.where(self.mask[t], new_state[0], zero)
                 new_state = tuple(xp.where(self.mask[t], new, old) for new, old in zip(new_state, state))
             state = new_state
             self.states.append(state)
@@ -151,9 +153,10 @@ class FusedRecurrence(Function):
     def backward(self, d_output, *d_final_state):
         cell, mask, n = self.cell, self.mask, self.cell.num_states
         if is_grad_enabled():  # create_graph=True: gradients of gradients wanted
-            return _differentiate_composed(
-                self, lambda x, *rest: composed_recurrence(cell, x, rest[:n], *rest[n:], mask=mask), (d_output, *d_final_state)
-            )
+            def composed(x, *rest):
+                return composed_recurrence(cell, x, rest[:n], *rest[n:], mask=mask)
+
+            return _differentiate_composed(self, composed, (d_output, *d_final_state))
         x, *rest = (t.data for t in self.inputs)
         w_ih, w_hh = rest[n : n + 2]
         xp = backend.get_array_module(x)
@@ -161,11 +164,12 @@ class FusedRecurrence(Function):
         d_out, d_state = d_output.data, [g.data for g in d_final_state]
         dgx_all = xp.empty((steps, batch, w_ih.shape[0]), dtype=d_out.dtype)
         dgh_all = xp.empty_like(dgx_all)
+        zero = xp.zeros((), dtype=d_out.dtype)
         for t in reversed(range(steps)):
             d_new = [d_state[0] + d_out[t], *d_state[1:]]  # h_t feeds both output_t and step t+1
             if mask is not None:  # masked steps pass the gradient straight to the state before
-                carried = [xp.where(mask[t], 0, d) for d in d_state]
-                d_new = [xp.where(mask[t], d, 0) for d in d_new]
+                carried = [xp.where(mask[t], zero, d) for d in d_state]
+                d_new = [xp.where(mask[t], d, zero) for d in d_new]
             dgx_all[t], dgh_all[t], d_direct = cell.step_backward(d_new, self.states[t], self.saved[t])
             d_state = _add_hidden_path(d_direct, dgh_all[t] @ w_hh)
             if mask is not None:
