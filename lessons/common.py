@@ -135,10 +135,105 @@ def checkpoint_roundtrip(model, make_model, loader, path, extra=None) -> float:
     return metrics.accuracy(after, targets)
 
 
-def synthetic_spoken_digits(n: int, seed: int = 0, sample_rate: int = 8000):
-    """A stand-in for FSDD when it is not on disk in a ``--smoke`` run (tests never
-    download): ``n`` clips of 0.3-0.8 s, where "digit" d is a tone sweeping up from
-    300 + 250 d Hz, with a little noise. Same attributes as ``datasets.FSDD``."""
+# --------------------------------------------------------------------------- #
+# Spoken digits (lessons 10 and 11)
+# --------------------------------------------------------------------------- #
+def spoken_digits(args, device, n_fft: int = 256, hop_length: int = 128, n_mels: int = 40,
+                  max_seconds: float = 1.2):
+    """FSDD as normalised log-mel frames, for lessons 10 and 11, computed once and kept on ``device``.
+
+    Returns a namespace with ``train_x``, ``test_x`` (N, n_mels, n_frames) float32 (the
+    torchaudio layout: bands, then time), ``train_len``, ``test_len`` (N,) valid frames
+    per clip, ``train_y``, ``test_y``, ``classes``, ``sample_rate``, the training-set
+    ``mean`` and ``std`` per band, the settings, and ``test_waves`` (host waveforms).
+
+    * Every clip is cut to ``max_seconds`` and zero-padded to that length, so the whole
+      split is one array that ``audio.log_mel`` turns into features in one go (512 clips
+      at a time, to bound memory): no loop over clips.
+    * Frame m is centred on sample m * hop_length, so a clip of L samples has
+      ceil(L / hop_length) valid frames; the rest is padding.
+    * Each band is normalised by the mean and std of its values over the valid frames
+      of the *training* clips (the test set never informs them); padded frames are then
+      set to 0, the mean.
+
+    Data: ``--data``, else $MINIDL_DATA, else ./datasets, else downloaded; a ``--smoke``
+    run never downloads, keeps every 9th training and every 3rd test clip, and falls back
+    to synthetic clips (saying so) when FSDD is not on disk.
+    """
+    from types import SimpleNamespace
+
+    import numpy
+
+    from minidl import audio, backend, datasets
+
+    try:
+        train = datasets.FSDD(args.data, split="train", download=not args.smoke)
+        test = datasets.FSDD(args.data, split="test", download=not args.smoke)
+        source = f"FSDD ({train.folder})"
+    except datasets.DatasetNotFoundError:
+        if not args.smoke:
+            raise
+        print("FSDD not found: this --smoke run uses SYNTHETIC clips (a tone sweep per digit) instead.")
+        train, test = _synthetic_spoken_digits(300, args.seed), _synthetic_spoken_digits(100, args.seed + 1)
+        source = "synthetic"
+    train_waves, train_y, test_waves, test_y = train.waveforms, train.targets, test.waveforms, test.targets
+    if args.smoke:  # all digits and speakers, a fraction of the takes
+        train_waves, train_y, test_waves, test_y = train_waves[::9], train_y[::9], test_waves[::3], test_y[::3]
+    rate = train.sample_rate
+    max_samples = int(max_seconds * rate)
+    n_frames = 1 + max_samples // hop_length
+
+    def log_mel_frames(waves):
+        lengths = numpy.minimum([len(w) for w in waves], max_samples)
+        padded = backend.to_device(audio.pad_or_trim([w[:max_samples] for w in waves], max_samples), device)
+        xp = backend.get_array_module(padded)
+        features = xp.concatenate([audio.log_mel(padded[i:i + 512], rate, n_fft=n_fft, hop_length=hop_length,
+                                                 n_mels=n_mels) for i in range(0, len(padded), 512)])
+        return features, numpy.minimum(-(-lengths // hop_length), n_frames)
+
+    with Stopwatch(device) as clock:
+        (train_x, train_len), (test_x, test_len) = log_mel_frames(train_waves), log_mel_frames(test_waves)
+        xp = backend.get_array_module(train_x)
+        valid = xp.asarray(numpy.arange(n_frames) < train_len[:, None])[:, None, :]  # (N, 1, T)
+        count = valid.sum() * 1.0
+        mean = (train_x * valid).sum(axis=(0, 2), keepdims=True) / count  # (1, n_mels, 1)
+        std = xp.sqrt((((train_x - mean) * valid) ** 2).sum(axis=(0, 2), keepdims=True) / count) + 1e-5
+
+        def normalise(x, lengths):
+            inside = xp.asarray(numpy.arange(n_frames) < lengths[:, None])[:, None, :]
+            return xp.where(inside, (x - mean) / std, 0).astype(numpy.float32)
+
+        train_x, test_x = normalise(train_x, train_len), normalise(test_x, test_len)
+    seconds = numpy.array([len(w) for w in train_waves]) / rate
+    print(f"{source}: {len(train_y)} training and {len(test_y)} test clips at {rate} Hz, "
+          f"{seconds.min():.2f}-{seconds.max():.2f} s long (median {numpy.median(seconds):.2f} s)")
+    print(f"features: {n_mels} log-mel bands of a {n_fft}-point STFT ({1000 * n_fft / rate:.0f} ms window) every "
+          f"{hop_length} samples ({1000 * hop_length / rate:.0f} ms), clips cut/padded to {max_seconds} s = "
+          f"{n_frames} frames: {tuple(train_x.shape)} and {tuple(test_x.shape)} on {device} in {clock.seconds:.1f} s")
+    return SimpleNamespace(
+        train_x=train_x, train_len=train_len, train_y=train_y, test_x=test_x, test_len=test_len, test_y=test_y,
+        classes=list(train.classes), sample_rate=rate, mean=mean.reshape(-1), std=std.reshape(-1),
+        n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, n_frames=n_frames, test_waves=test_waves)
+
+
+def plot_spoken_digit(data, index: int, path) -> str:
+    """One test clip as lessons 10 and 11 see it: waveform, spectrogram, log-mel, normalised log-mel."""
+    from minidl import audio, plot
+
+    wave, length = data.test_waves[index], int(data.test_len[index])
+    options = {"n_fft": data.n_fft, "hop_length": data.hop_length}
+    panels = {  # audio_panels wants (frames, bins)
+        "spectrogram (dB)": audio.power_to_db(audio.spectrogram(wave, **options)).T,
+        f"log-mel, {data.n_mels} bands (dB)": audio.log_mel(wave, data.sample_rate, n_mels=data.n_mels, **options).T,
+        "log-mel, normalised (the model's input)": data.test_x[index, :, :length].T,
+    }
+    return plot.audio_panels(wave, data.sample_rate, panels, path,
+                             title=f"test clip {index}: the digit {data.classes[int(data.test_y[index])]}")
+
+
+def _synthetic_spoken_digits(n: int, seed: int = 0, sample_rate: int = 8000):
+    """``n`` clips of 0.3-0.8 s where "digit" d is a tone sweeping up from 300 + 250 d Hz,
+    plus a little noise: learnable, not speech. Same attributes as ``datasets.FSDD``."""
     from types import SimpleNamespace
 
     import numpy

@@ -35,7 +35,8 @@ def test_conv2d_parameters_follow_pytorch():
     assert conv.weight.shape == (32, 3, 3, 3) and conv.bias.shape == (32,)
     assert conv.weight.dtype == np.float32 and conv.weight.requires_grad
     assert [n for n, _ in conv.named_parameters()] == ["weight", "bias"]
-    assert (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups) == ((3, 3), (1, 1), (0, 0), (1, 1), 1)
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((3, 3), (1, 1), (0, 0))
+    assert (conv.dilation, conv.groups) == ((1, 1), 1)
     assert repr(conv) == "Conv2d(3, 32, kernel_size=(3, 3), stride=(1, 1))"
     grouped = nn.Conv2d(4, 6, (2, 3), stride=2, padding=1, dilation=2, groups=2, bias=False)
     assert grouped.weight.shape == (6, 2, 2, 3) and grouped.bias is None
@@ -94,7 +95,10 @@ def test_conv2d_layer_gradcheck_inputs_and_parameters(stride, padding, dilation,
 
 
 @fixture_ok
-@given(stride=st.integers(1, 3), padding=st.sampled_from([0, 2, "same"]), dilation=st.integers(1, 3), size=st.integers(7, 9))
+@given(
+    stride=st.integers(1, 3), padding=st.sampled_from([0, 2, "same"]), dilation=st.integers(1, 3),
+    size=st.integers(7, 9),
+)
 def test_conv1d_layer_gradcheck_inputs_and_parameters(stride, padding, dilation, size, device):
     if padding == "same":
         stride = 1
@@ -131,7 +135,7 @@ def test_conv_layer_errors_name_the_layer():
         conv(minidl.randn(2, 2, 3, 8, 8))
     with pytest.raises(ValueError, match=r"Conv1d: expected a 3-D input \(N, C, L\)"):
         nn.Conv1d(3, 4, 3)(minidl.randn(2, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"Conv2d: in_channels \(3\) and out_channels \(4\) must both be divisible by groups \(2\)"):
+    with pytest.raises(ValueError, match=r"Conv2d: in_channels \(3\) and out_channels \(4\) must both be divisible"):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match=r"Conv2d: padding='same' needs stride 1"):
         nn.Conv2d(3, 4, 3, stride=2, padding="same")

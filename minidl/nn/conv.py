@@ -47,7 +47,8 @@ class _ConvNd(Module):
         dtype = numpy.float32 if dtype is None else dtype
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(zeros(*shape, dtype=dtype, device=device))
-        self.register_parameter("bias", Parameter(zeros(self.out_channels, dtype=dtype, device=device)) if bias else None)
+        bias = Parameter(zeros(self.out_channels, dtype=dtype, device=device)) if bias else None
+        self.register_parameter("bias", bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -1,16 +1,19 @@
-"""Convolution by im2col: every window of the image becomes one column, and the
-convolution becomes one matrix product.
+"""Convolution by im2col: every window of the image becomes one column of a matrix,
+and the convolution becomes one matrix product.
 
 For an input x of shape (N, C, H, W), a KH x KW kernel, stride s and dilation d:
 
-    cols[n, (c, i, j), (oh, ow)] = x[n, c, oh*s + i*d, ow*s + j*d]                  (im2col)
-    y[n, o, (oh, ow)] = b[o] + sum_(c, i, j) W[o, (c, i, j)] * cols[n, (c, i, j), (oh, ow)]
+    cols[(c, i, j), (n, p, q)] = x[n, c, p*s + i*d, q*s + j*d]                       (im2col)
+    Y[o, (n, p, q)] = sum_(c, i, j) W[o, (c, i, j)] * cols[(c, i, j), (n, p, q)]     (Y = W @ cols)
+    y[n, o, p, q] = Y[o, (n, p, q)] + b[o]
 
-so ``conv2d`` is im2col, one matmul with the weight seen as an (O, C*KH*KW) matrix,
-and a bias add. The columns are laid out (N, C*KH*KW, OH*OW) (PyTorch's ``unfold``),
-so W @ cols is already (N, O, OH*OW): NCHW again, with no transpose.
+so ``conv2d`` is im2col, ONE matrix product of the weight seen as an (O, C*KH*KW) matrix
+with the (C*KH*KW, N*OH*OW) columns, and a bias add. One large product keeps the BLAS
+(or cuBLAS) busy far better than N small ones. Y comes out as (O, N, OH, OW); y is a
+transposed view of it, so in memory activations are stored channel by channel (C, N, H, W)
+while their shape is PyTorch's (N, C, H, W). The next im2col reads them in that order.
 
-Backward comes from the pieces: matmul gives dW = sum_n dY cols^T and dcols = W^T dY;
+Backward comes from the pieces: the matmul gives dW = dY @ cols^T and dcols = W^T @ dY;
 im2col's backward, col2im, adds every column entry back onto the pixel it was copied
 from (a pixel that lies in several windows receives the sum). im2col and col2im are
 each other's adjoints, so each is the other's backward and gradients of gradients work.
@@ -26,7 +29,7 @@ import numpy
 from minidl import backend
 from minidl.autograd import Function
 from minidl.ops.linalg import matmul
-from minidl.ops.shape import getitem, pad, reshape, squeeze, unsqueeze
+from minidl.ops.shape import getitem, pad, reshape, squeeze, transpose, unsqueeze
 
 
 def count_windows(size: int, kernel: int, stride: int, dilation: int) -> int:
@@ -38,7 +41,7 @@ def count_windows(size: int, kernel: int, stride: int, dilation: int) -> int:
 # The two Functions: im2col and its adjoint col2im
 # --------------------------------------------------------------------------- #
 class Im2Col(Function):
-    """cols[n, (c, i, j), (oh, ow)] = x[n, c, oh*sh + i*dh, ow*sw + j*dw];
+    """cols[(c, i, j), (n, p, q)] = x[n, c, p*sh + i*dh, q*sw + j*dw]  (one column per window);
     gx = col2im(gcols): each column entry goes back onto the pixel it came from"""
 
     def __init__(self, kernel_size, stride, dilation):
@@ -50,41 +53,40 @@ class Im2Col(Function):
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         oh, ow = count_windows(h, kh, sh, dh), count_windows(w, kw, sw, dw)
         step_n, step_c, step_h, step_w = x.strides  # bytes from one element to the next, per axis
-        # A view (no copy) with axes (n, c, i, j, oh, ow): moving one kernel offset i
-        # moves dh rows, moving one window oh moves sh rows; likewise for columns.
+        # A view (no copy) with axes (c, i, j, n, p, q): one kernel offset i moves dh rows,
+        # one window p moves sh rows; likewise for the columns j and q.
         windows = xp.lib.stride_tricks.as_strided(
             x,
-            shape=(n, c, kh, kw, oh, ow),
-            strides=(step_n, step_c, dh * step_h, dw * step_w, sh * step_h, sw * step_w),
+            shape=(c, kh, kw, n, oh, ow),
+            strides=(step_c, dh * step_h, dw * step_w, step_n, sh * step_h, sw * step_w),
         )
-        return windows.reshape(n, c * kh * kw, oh * ow)  # the reshape is the one copy
+        return windows.reshape(c * kh * kw, n * oh * ow)  # the reshape is the one copy
 
     def backward(self, gcols):
         x = self.inputs[0]
-        return Col2Im(x.shape[2:], self.kernel_size, self.stride, self.dilation)(gcols)
+        return Col2Im(x.shape, self.kernel_size, self.stride, self.dilation)(gcols)
 
 
 class Col2Im(Function):
-    """x[n, c, oh*sh + i*dh, ow*sw + j*dw] += cols[n, (c, i, j), (oh, ow)] for every window
-    (overlapping windows add up; the adjoint of im2col);  gcols = im2col(gx)"""
+    """x[n, c, p*sh + i*dh, q*sw + j*dw] += cols[(c, i, j), (n, p, q)] for every window
+    (overlapping windows add up: the adjoint of im2col);  gcols = im2col(gx)"""
 
-    def __init__(self, image_size, kernel_size, stride, dilation):
-        self.image_size = tuple(image_size)
+    def __init__(self, image_shape, kernel_size, stride, dilation):
+        self.image_shape = tuple(image_shape)
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
 
     def forward(self, cols):
         xp = backend.get_array_module(cols)
-        (h, w), (kh, kw), (sh, sw), (dh, dw) = self.image_size, self.kernel_size, self.stride, self.dilation
+        (n, c, h, w), (kh, kw), (sh, sw), (dh, dw) = self.image_shape, self.kernel_size, self.stride, self.dilation
         oh, ow = count_windows(h, kh, sh, dh), count_windows(w, kw, sw, dw)
-        n, c = cols.shape[0], cols.shape[1] // (kh * kw)
-        cols = cols.reshape(n, c, kh, kw, oh, ow)
-        image = xp.zeros((n, c, h, w), dtype=cols.dtype)
+        cols = cols.reshape(c, kh, kw, n, oh, ow)
+        image = xp.zeros((c, n, h, w), dtype=cols.dtype)  # channel-major, like the columns
         for i in range(kh):  # one strided add per kernel offset, never a loop over pixels
             for j in range(kw):
                 rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
                 columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-                image[:, :, rows, columns] += cols[:, :, i, j]
-        return image
+                image[:, :, rows, columns] += cols[:, i, j]
+        return image.transpose(1, 0, 2, 3)  # (N, C, H, W), a view
 
     def backward(self, gimage):
         return Im2Col(self.kernel_size, self.stride, self.dilation)(gimage)
@@ -122,7 +124,7 @@ def check_input(x, spatial_dims: int, op: str) -> bool:
 
 
 def im2col(x, kernel_size, stride, padding, dilation, op: str, pad_value=0.0):
-    """The windows of x (N, C, H, W) as columns (N, C*KH*KW, OH*OW), and (OH, OW).
+    """The windows of x (N, C, H, W) as columns (C*KH*KW, N*OH*OW), and (OH, OW).
 
     ``padding`` is ((top, bottom), (left, right)); the padded border holds ``pad_value``.
     """
@@ -162,20 +164,14 @@ def _conv_padding(padding, kernel, stride, dilation, op) -> tuple:
 # --------------------------------------------------------------------------- #
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """PyTorch's F.unfold: the sliding windows of (N, C, H, W) as columns (N, C*KH*KW, L),
-    after zero padding."""
+    after zero padding (im2col's columns, regrouped per sample)."""
     if input.ndim != 4:
         raise ValueError(f"unfold: expected a 4-D input (N, C, H, W), got shape {tuple(input.shape)}")
     kernel_size = as_ints(kernel_size, 2, "kernel_size", "unfold", minimum=1)
     padding = tuple((p, p) for p in as_ints(padding, 2, "padding", "unfold", minimum=0))
-    cols, _ = im2col(
-        input,
-        kernel_size,
-        as_ints(stride, 2, "stride", "unfold", minimum=1),
-        padding,
-        as_ints(dilation, 2, "dilation", "unfold", minimum=1),
-        "unfold",
-    )
-    return cols
+    stride, dilation = as_ints(stride, 2, "stride", "unfold", 1), as_ints(dilation, 2, "dilation", "unfold", 1)
+    cols, (oh, ow) = im2col(input, kernel_size, stride, padding, dilation, "unfold")
+    return transpose(reshape(cols, (cols.shape[0], input.shape[0], oh * ow)), (1, 0, 2))
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
@@ -192,7 +188,9 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
             f"kernel {(kh, kw)}, padding {(ph, pw)}, stride {(sh, sw)}, dilation {(dh, dw)}; got shape "
             f"{tuple(input.shape)}"
         )
-    image = Col2Im((h + 2 * ph, w + 2 * pw), (kh, kw), (sh, sw), (dh, dw))(input)
+    n, rows = input.shape[0], input.shape[1]
+    cols = reshape(transpose(input, (1, 0, 2)), (rows, n * oh * ow))
+    image = Col2Im((n, rows // (kh * kw), h + 2 * ph, w + 2 * pw), (kh, kw), (sh, sw), (dh, dw))(cols)
     return getitem(image, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w))) if ph or pw else image
 
 
@@ -252,14 +250,15 @@ def _check_channels(x, weight, bias, groups, unbatched, op):
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups, op):
-    """The computation itself, on checked arguments: im2col, one (batched) matmul, bias."""
+    """The computation itself, on checked arguments: im2col, one matmul, bias."""
     n = x.shape[0]
     out_channels, _, kh, kw = weight.shape
-    cols, (oh, ow) = im2col(x, (kh, kw), stride, padding, dilation, op)  # (N, C*KH*KW, OH*OW)
-    # Groups split the channels: (N, G, C/G*KH*KW, L) columns against (G, O/G, C/G*KH*KW) weights.
-    cols = reshape(cols, (n, groups, -1, oh * ow))
+    cols, (oh, ow) = im2col(x, (kh, kw), stride, padding, dilation, op)  # (C*KH*KW, N*OH*OW)
+    # Groups split the channels: (G, C/G*KH*KW, N*L) columns against (G, O/G, C/G*KH*KW) weights.
+    cols = reshape(cols, (groups, -1, cols.shape[1]))
     w = reshape(weight, (groups, out_channels // groups, -1))
-    y = reshape(matmul(w, cols), (n, out_channels, oh, ow))  # (N, G, O/G, L) is already NCHW in memory
+    y = reshape(matmul(w, cols), (out_channels, n, oh, ow))
+    y = transpose(y, (1, 0, 2, 3))  # (N, O, OH, OW): a view, no copy
     if bias is not None:
         y = y + reshape(bias, (out_channels, 1, 1))
     return y

@@ -1,13 +1,14 @@
 """Pooling: summarise each window of an image by its maximum or its average.
 
-Windows come from the same im2col as convolution, reshaped to (N, C, K, L): window
-element k (of K = KH*KW) of window position l (of L = OH*OW). Then
+Windows come from the same im2col as convolution, its columns (C*K, N*L) seen as
+(C, K, N*L): element k (of K = KH*KW) of the window at position m (of N*L = N*OH*OW),
+in channel c. Then
 
-* max pooling:  y[n, c, l] = max_k windows[n, c, k, l]. The gradient goes to one element
+* max pooling:  y[c, m] = max_k windows[c, k, m]. The gradient goes to one element
   per window, the first maximum (PyTorch's rule), and im2col's backward sends it on
   to that pixel;
-* average pooling:  y[n, c, l] = sum_k windows[n, c, k, l] / count[l], with
-  dy/dwindows = 1 / count[l], spread evenly over the window;
+* average pooling:  y[c, m] = sum_k windows[c, k, m] / count[m], with
+  dy/dwindows = 1 / count[m], spread evenly over the window;
 * adaptive pooling picks the windows from the output size, as PyTorch does: output
   cell i covers input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1.
 
@@ -21,7 +22,7 @@ import numpy
 
 from minidl import backend
 from minidl.autograd import Function
-from minidl.ops.conv import as_ints, check_input, count_windows, im2col
+from minidl.ops.conv import as_ints, check_input, im2col
 from minidl.ops.linalg import matmul
 from minidl.ops.reduce import mean as mean_
 from minidl.ops.reduce import sum as sum_
@@ -30,23 +31,23 @@ from minidl.tensor import Tensor
 
 
 # --------------------------------------------------------------------------- #
-# The max of each window, with a single winner
+# The max of each window (axis 1 of (A, K, B) windows), with a single winner
 # --------------------------------------------------------------------------- #
 class MaxOverWindow(Function):
-    """y[n, c, 0, l] = max_k x[n, c, k, l];
+    """y[a, 0, b] = max_k x[a, k, b];
     dy/dx = 1 at the window's first maximum (its "winner"), 0 at every other element"""
 
     def forward(self, windows):
-        best = windows.max(axis=2, keepdims=True)
+        best = windows.max(axis=1, keepdims=True)
         self.winner = first_winner(windows, best)
         return best
 
     def backward(self, gy):
-        return RouteToWinner(self.winner, self.inputs[0].shape[2])(gy)
+        return RouteToWinner(self.winner, self.inputs[0].shape[1])(gy)
 
 
 class RouteToWinner(Function):
-    """gx[n, c, k, l] = g[n, c, 0, l] where k is window l's winner, else 0;
+    """gx[a, k, b] = g[a, 0, b] where k is the window's winner, else 0;
     its own gradient picks the winner's entry back out: gg = pick_winner(ggx)"""
 
     def __init__(self, winner, window_size):
@@ -54,7 +55,7 @@ class RouteToWinner(Function):
 
     def forward(self, g):
         xp = backend.get_array_module(g)
-        k = xp.arange(self.window_size, dtype=self.winner.dtype)[:, None]
+        k = xp.arange(self.window_size, dtype=self.winner.dtype)[:, None]  # (K, 1): along axis 1
         return (k == self.winner) * g
 
     def backward(self, ggx):
@@ -62,21 +63,21 @@ class RouteToWinner(Function):
 
 
 class PickWinner(Function):
-    """y[n, c, 0, l] = x[n, c, winner, l];  gx = route_to_winner(gy)"""
+    """y[a, 0, b] = x[a, winner, b];  gx = route_to_winner(gy)"""
 
     def __init__(self, winner, window_size):
         self.winner, self.window_size = winner, window_size
 
     def forward(self, x):
         xp = backend.get_array_module(x)
-        return xp.take_along_axis(x, self.winner.astype(xp.intp), axis=2)
+        return xp.take_along_axis(x, self.winner.astype(xp.intp), axis=1)
 
     def backward(self, gy):
         return RouteToWinner(self.winner, self.window_size)(gy)
 
 
 def first_winner(windows, best):
-    """For each window (axis 2), the index of its first element equal to the max ``best``
+    """For each window (axis 1), the index of its first element equal to the max ``best``
     (or of its first NaN: a NaN is the max of its window, as in PyTorch).
 
     ``argmax`` along a short middle axis is slow in numpy, so instead each element k gets
@@ -84,10 +85,10 @@ def first_winner(windows, best):
     the highest rank left names the first maximum.
     """
     xp = backend.get_array_module(windows)
-    size = windows.shape[2]
+    size = windows.shape[1]
     rank = xp.arange(size, 0, -1, dtype=numpy.min_scalar_type(size))[:, None]  # K, K-1, ..., 1
     is_max = (windows == best) | xp.isnan(windows)
-    return size - (is_max * rank).max(axis=2, keepdims=True)
+    return size - (is_max * rank).max(axis=1, keepdims=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -155,22 +156,27 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
     kernel, stride, dilation, padding = (_as_2d(v, spatial_dims, one) for v, one in zip(geometry, (1, 1, 1, (0, 0))))
     n, c = image.shape[:2]
     cols, (oh, ow) = im2col(image, kernel, stride, padding, dilation, op, pad_value=-numpy.inf)
-    windows = reshape(cols, (n, c, kernel[0] * kernel[1], oh * ow))
+    windows = reshape(cols, (c, kernel[0] * kernel[1], n * oh * ow))
     best = MaxOverWindow()
-    y = restore(reshape(best(windows), (n, c, oh, ow)))
+    y = _to_nchw(best(windows), n, oh, ow)
     if not return_indices:
-        return y
-    indices = _flat_indices(best.winner, image.shape, kernel, stride, padding, dilation, (oh, ow))
-    return y, restore(Tensor(indices.reshape(n, c, oh, ow)))
+        return restore(y)
+    winner = _to_nchw(Tensor(best.winner), n, oh, ow).data
+    return restore(y), restore(Tensor(_flat_indices(winner, image.shape, kernel, stride, padding, dilation)))
 
 
-def _flat_indices(winner, image_shape, kernel, stride, padding, dilation, out_size):
-    """Each window's winner as a flat index into its (H, W) input plane (PyTorch's indices)."""
+def _to_nchw(pooled, n, oh, ow):
+    """Pooled windows (C, 1, N*OH*OW) as (N, C, OH, OW) (a transposed view, like conv2d's output)."""
+    return transpose(reshape(pooled, (-1, n, oh, ow)), (1, 0, 2, 3))
+
+
+def _flat_indices(winner, image_shape, kernel, stride, padding, dilation):
+    """Each window's winner (N, C, OH, OW) as a flat index into its (H, W) input plane (PyTorch's indices)."""
     xp = backend.get_array_module(winner)
-    oh, ow = out_size
-    i, j = xp.divmod(winner.astype(xp.int64), kernel[1])  # offset inside the kernel
-    rows = xp.arange(oh)[:, None] * stride[0] - padding[0][0] + i.reshape(winner.shape[:2] + (oh, ow)) * dilation[0]
-    cols = xp.arange(ow) * stride[1] - padding[1][0] + j.reshape(winner.shape[:2] + (oh, ow)) * dilation[1]
+    oh, ow = winner.shape[2:]
+    i, j = xp.divmod(winner.astype(xp.int64), kernel[1])  # the winner's offset inside the kernel
+    rows = xp.arange(oh)[:, None] * stride[0] - padding[0][0] + i * dilation[0]
+    cols = xp.arange(ow) * stride[1] - padding[1][0] + j * dilation[1]
     return rows * image_shape[3] + cols
 
 
@@ -191,16 +197,16 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
     image, restore = _as_image(x, spatial_dims, op)
     geometry = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, spatial_dims, op)
     kernel, stride, _, padding = (_as_2d(v, spatial_dims, one) for v, one in zip(geometry, (1, 1, 1, (0, 0))))
-    (n, c, h, w), area = image.shape, kernel[0] * kernel[1]
+    (n, c), area = image.shape[:2], kernel[0] * kernel[1]
     cols, (oh, ow) = im2col(image, kernel, stride, padding, (1, 1), op)
-    total = sum_(reshape(cols, (n, c, area, oh * ow)), axis=2)  # (N, C, L)
+    total = reshape(sum_(reshape(cols, (c, area, n * oh * ow)), axis=1, keepdims=True), (c, n, oh * ow))
     if divisor_override is not None:
         if not isinstance(divisor_override, (int, numpy.integer)) or divisor_override <= 0:
             raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
         divisor = int(divisor_override)
     else:
-        divisor = _window_counts(image, kernel, stride, padding, count_include_pad, op)
-    return restore(reshape(total / divisor, (n, c, oh, ow)))
+        divisor = _window_counts(image, kernel, stride, padding, count_include_pad, op)  # (OH*OW,)
+    return restore(_to_nchw(total / divisor, n, oh, ow))
 
 
 def _window_counts(image, kernel, stride, padding, count_include_pad, op):
@@ -215,8 +221,8 @@ def _window_counts(image, kernel, stride, padding, count_include_pad, op):
     else:  # only real pixels count
         ones, zero_border = (h, w), padding
     ones = Tensor(image.xp.ones((1, 1) + ones, dtype=image.dtype))
-    counts, _ = im2col(ones, kernel, stride, zero_border, (1, 1), op)
-    return Tensor(counts.data.sum(axis=1))  # (1, L): a constant, no gradient
+    counts, _ = im2col(ones, kernel, stride, zero_border, (1, 1), op)  # (KH*KW, OH*OW)
+    return Tensor(counts.data.sum(axis=0))  # a constant: no gradient
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -264,7 +270,8 @@ def _adaptive_avg(x, output_size, spatial_dims, op):
     image, restore = _as_image(x, spatial_dims, op)
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
-    (n, c, h, w), (oh, ow) = image.shape, _as_2d(_adaptive_output_size(x, output_size, spatial_dims, op), spatial_dims, 1)
+    (n, c, h, w) = image.shape
+    oh, ow = _as_2d(_adaptive_output_size(x, output_size, spatial_dims, op), spatial_dims, 1)
     if h % oh == 0 and w % ow == 0:  # equal bins: an ordinary mean over blocks
         return restore(mean_(reshape(image, (n, c, oh, h // oh, ow, w // ow)), axis=(3, 5)))
     # Unequal (possibly overlapping) bins: y = A_h x A_w^T, one averaging matrix per axis.
@@ -300,9 +307,12 @@ def adaptive_max_pool2d(input, output_size):
     if input.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point input, got dtype {input.dtype}")
     (n, c, h, w), (oh, ow) = image.shape, _adaptive_output_size(input, output_size, 2, op)
-    rows, columns = _bin_gather_index(h, oh, image.xp), _bin_gather_index(w, ow, image.xp)
-    cells = getitem(image, (slice(None), slice(None), rows))  # (N, C, OH, KH, W)
-    cells = getitem(cells, (Ellipsis, columns))  # (N, C, OH, KH, OW, KW)
-    kh, kw = rows.shape[1], columns.shape[1]
-    windows = reshape(transpose(cells, (0, 1, 3, 5, 2, 4)), (n, c, kh * kw, oh * ow))
+    if h % oh == 0 and w % ow == 0:  # equal bins: blocks of the image, no copy
+        cells = reshape(image, (n, c, oh, h // oh, ow, w // ow))
+    else:  # unequal bins: gather each bin's cells (short bins padded by repeating a cell)
+        rows, columns = _bin_gather_index(h, oh, image.xp), _bin_gather_index(w, ow, image.xp)
+        cells = getitem(image, (slice(None), slice(None), rows))  # (N, C, OH, KH, W)
+        cells = getitem(cells, (Ellipsis, columns))  # (N, C, OH, KH, OW, KW)
+    kh, kw = cells.shape[3], cells.shape[5]
+    windows = reshape(transpose(cells, (0, 1, 3, 5, 2, 4)), (n * c, kh * kw, oh * ow))
     return restore(reshape(MaxOverWindow()(windows), (n, c, oh, ow)))
