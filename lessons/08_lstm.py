@@ -220,7 +220,8 @@ def input_gradient_norms(model, x, y):
 
 
 fb = args.forget_bias
-configurations = {"RNN": ("RNN", None), "LSTM (PyTorch init)": ("LSTM", None), f"LSTM, forget bias {fb:g}": ("LSTM", fb)}
+configurations = {"RNN": ("RNN", None), "LSTM (PyTorch init)": ("LSTM", None),
+                  f"LSTM, forget bias {fb:g}": ("LSTM", fb)}
 models = {name: SignReader(kind, H, bias).to(device) for name, (kind, bias) in configurations.items()}
 start_weights = {name: model.state_dict() for name, model in models.items()}
 x, y = marked_sign(rng, B, T)
@@ -230,8 +231,8 @@ print(f"{'model':<24} {'t = 0':>9} {f't = {T // 2}':>9} {f't = {T - 1}':>9} {'t=
 for name, n in at_init.items():
     print(f"{name:<24} {n[0]:>9.1e} {n[T // 2]:>9.1e} {n[-1]:>9.1e} {n[0] / n[-1]:>12.1e}")
 f_default, f_biased = 1 / (1 + np.exp(0)), 1 / (1 + np.exp(-fb))
-print(f"f = sigmoid(b_f) is about {f_default:.2f} at PyTorch's init and {f_biased:.2f} with b_f = {fb:g}: over {T} steps "
-      f"the cell keeps {f_default ** T:.0e} vs {f_biased ** T:.0e} of what was written at step 0.")
+print(f"f = sigmoid(b_f) is about {f_default:.2f} at PyTorch's init and {f_biased:.2f} with b_f = {fb:g}: "
+      f"over {T} steps the cell keeps {f_default ** T:.0e} vs {f_biased ** T:.0e} of what was written at step 0.")
 
 
 # %% 5. Train all three on the task, at the length where the RNN failed
@@ -309,16 +310,19 @@ def mean_at(values, k):
     return values[since_mark == k].mean(axis=0)
 
 
-memory = 1 / (1 - mean_at(forget_gate[:, :, unit], 1))
+kept = forget_gate[:, :, unit][since_mark > 0].mean()
 print(f"\n{lstm_name}, trained: at the last step, {int((np.abs(correlation) > 0.9).sum())} of {H} cells tell the "
       f"label (|correlation with +-1| > 0.9); the best is unit {unit} ({correlation[unit]:+.3f}).")
 print(f"Its cell, signed by the label (> 0: agrees): {mean_at(stored, -1):+.2f} the step before the mark, "
-      f"{mean_at(stored, 0):+.2f} at it, {mean_at(stored, 5):+.2f} 5 steps after, {mean_at(stored, offsets[-1]):+.2f} "
+      f"{mean_at(stored, 0):+.2f} at it, {mean_at(stored, 1):+.2f} one step after, {mean_at(stored, offsets[-1]):+.2f} "
       f"{offsets[-1]} steps after.")
 print(f"Its input gate is {mean_at(input_gate[:, :, unit], 0):.2f} at the mark and "
-      f"{input_gate[:, :, unit][since_mark > 0].mean():.2f} after it; its forget gate "
-      f"{forget_gate[:, :, unit][since_mark > 0].mean():.3f} after it (1 / (1 - f) = {memory:.0f} steps of memory "
-      f"one step after the mark; {1 / (1 - f_biased):.0f} at init).")
+      f"{input_gate[:, :, unit][since_mark > 0].mean():.2f} after it; its forget gate {kept:.3f} after it "
+      f"(a memory of 1 / (1 - f) = {1 / (1 - kept):.0f} steps; {1 / (1 - f_biased):.0f} at init).")
+if mean_at(stored, offsets[-1]) > 2 * mean_at(stored, 1) > 0:
+    print("The stored value keeps growing after the mark, although every later input is noise that says nothing")
+    print("about the label: those later writes can depend on the label only through h, so the cells refresh one")
+    print("another, and the flagged sign becomes a state the network stays in.")
 
 fig = Figure(figsize=(11, 4.2))
 left, right = fig.subplots(1, 2)

@@ -44,7 +44,6 @@ import scipy.fft  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
-import minidl  # noqa: E402
 from minidl import audio, datasets, plot  # noqa: E402
 from minidl.backend import to_device, to_numpy  # noqa: E402
 

@@ -18,7 +18,7 @@ this lesson teaches, and why each choice was made:
    one rectangular array padded to its longest clip, plus each clip's number of valid
    frames. ``nn.LSTM(..., lengths=)`` keeps each sequence's state frozen past its end, so
    h_n is the state at its own last frame (PyTorch does this with a PackedSequence).
-   Clips longer than ``--max-seconds`` (about 1 % of them) are cut there.
+   Clips longer than ``--max-seconds`` (8 of the 2,700 training clips) are cut there.
 4. **The model.** ``LSTM(40 -> 128)`` then ``Linear(128 -> 10)`` on the final hidden
    state: the LSTM's gates (lesson 08) let it keep what it heard early in the word.
    Dropout before the classifier, because 2,700 training clips are few.

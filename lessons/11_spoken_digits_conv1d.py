@@ -54,7 +54,7 @@ from minidl.data import audio_transforms as AT  # noqa: E402
 from minidl.data import transforms as T  # noqa: E402
 
 p = common.parser("Lesson 11: spoken digits (FSDD) with 1-D convolutions over log-mel frames",
-                  epochs=20, batch_size=64, out="runs/11_spoken_digits_conv1d")
+                  epochs=15, batch_size=64, out="runs/11_spoken_digits_conv1d")
 p.add_argument("--width", type=int, default=128, help="channels of the last two conv blocks (default: 128)")
 p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule (default: 3e-3)")
 p.add_argument("--max-seconds", type=float, default=1.2, help="clips are cut to this length (default: 1.2)")

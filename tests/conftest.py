@@ -7,11 +7,17 @@ runs only the cuda half; plain ``python -m pytest`` runs both.
 
 import os
 
-import numpy as np
-import pytest
+# pytest -n 2 runs two workers on two cores: one BLAS thread each, or the threads of the
+# two workers fight over the cores and small matrix products slow down many times over.
+# (Set before numpy is imported; lessons run as subprocesses inherit it.)
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
-import minidl
+import minidl  # noqa: E402
 
 # function_scoped_fixture: the `device` fixture is a plain string, safe to share across examples.
 _quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
