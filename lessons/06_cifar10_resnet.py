@@ -209,7 +209,7 @@ for epoch in range(1, args.epochs + 1):
     print(f"epoch {epoch:2d}/{args.epochs}  lr {learning_rates[-1]:.3f}  train loss {history['train_loss'][-1]:.4f} "
           f"acc {history['train_acc'][-1]:6.1%}  test loss {test_loss:.4f} acc {history['test_acc'][-1]:6.1%}  "
           f"({train_time.seconds:.1f} s training)")
-print("(the training loss includes label smoothing, so it cannot fall below about 0.85; "
+print("(the training loss is against smoothed targets, so it cannot fall below their entropy, 0.87; "
       "the test loss is plain cross-entropy)")
 
 # %% 4. How good is it? Per-class scores, the confusion matrix, flip TTA, curves, pictures
@@ -221,7 +221,8 @@ _, tta_predicted, _ = common.evaluate(FlipTTA(model), test_loader)
 tta_accuracy = float((tta_predicted == targets).mean())
 print(f"with flip test-time augmentation: {tta_accuracy:.2%} (without: {test_accuracy:.2%})")
 print(f"saved {plot.training_curves(history, out / 'training_curves.png', title='CIFAR-10, ResNet-9')}")
-print(f"saved {plot.lines({'learning rate': learning_rates}, out / 'learning_rate.png', xlabel='step', ylabel='lr', title='one-cycle schedule')}")
+print("saved " + plot.lines({"learning rate": learning_rates}, out / "learning_rate.png", xlabel="step",
+                           ylabel="lr", title="the one-cycle schedule, step by step"))
 shown = np.linspace(0, len(test_y) - 1, min(32, len(test_y))).astype(int)  # spread over the (class-sorted) set
 right = predicted[shown] == targets[shown]
 print("saved " + plot.image_grid(

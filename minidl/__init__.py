@@ -1,7 +1,8 @@
 """minidl: a deep-learning package written from scratch for teaching.
 
 A Tensor wraps a numpy (CPU) or cupy (GPU) array; every op records how it was made,
-and ``backward()`` walks that record to compute gradients. See DESIGN in the README.
+and ``backward()`` walks that record to compute gradients. The layers of the package,
+bottom to top: backend -> autograd/tensor -> ops -> nn -> optim; data beside them.
 """
 
 from minidl import autograd  # noqa: I001  (first: it closes the Tensor <-> Function loop)
@@ -31,6 +32,7 @@ from minidl.graph import to_dot
 from minidl.io import CheckpointError, load, save
 from minidl.ops import *  # noqa: F401,F403  (minidl.exp, minidl.matmul, ...)
 from minidl.tensor import Tensor
+from minidl import nn, optim  # noqa: E402  (after the core they stand on)
 
 float32 = "float32"
 float64 = "float64"
