@@ -79,11 +79,11 @@ def evaluate(model, loader):
     Each batch is ``(*inputs, target)`` and the model is called as ``model(*inputs)``,
     so ``(x, y)`` and ``(x, lengths, y)`` batches both work. Runs in eval mode (dropout
     off, batch-norm running statistics) without recording a graph; predictions and
-    targets come back as host numpy arrays.
+    targets come back as host numpy arrays. Everything stays on the device until the
+    end (one copy to the host, not three waits per batch).
     """
-    import numpy
-
     import minidl.nn.functional as F
+    from minidl.backend import get_array_module, to_numpy
 
     was_training = model.training
     model.eval()
@@ -91,12 +91,13 @@ def evaluate(model, loader):
     with minidl.no_grad():
         for *inputs, target in loader:
             logits = model(*inputs)
-            total += F.cross_entropy(logits, target, reduction="sum").item()
-            predicted.append(logits.argmax(axis=1).numpy())
-            targets.append(target.numpy())
+            total = total + F.cross_entropy(logits, target, reduction="sum")
+            predicted.append(logits.argmax(axis=1).data)
+            targets.append(target.data)
     model.train(was_training)
-    targets = numpy.concatenate(targets)
-    return total / len(targets), numpy.concatenate(predicted), targets
+    xp = get_array_module(*targets)
+    targets = to_numpy(xp.concatenate(targets))
+    return float(total) / len(targets), to_numpy(xp.concatenate(predicted)), targets
 
 
 def report(predicted, targets, class_names, path, title: str = "confusion matrix") -> float:

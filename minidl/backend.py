@@ -185,7 +185,10 @@ class CupyBackend:  # pragma: no cover - exercised on the GPU machine
 
     @staticmethod
     def make_generator(seed):
-        return cupy.random.default_rng(seed) if hasattr(cupy.random, "default_rng") else cupy.random.RandomState(seed)
+        """cupy's Generator has what minidl draws on a device: random(size, dtype),
+        standard_normal(size, dtype), integers(low, high, size), uniform. It has no
+        permutation or choice, so shuffles are drawn on the host (see DataLoader)."""
+        return cupy.random.default_rng(seed)
 
 
 def backend_for(array_or_module):

@@ -19,12 +19,13 @@ def _place(device):
     return device, backend.array_module_for(device)
 
 
-def _shape(shape):
+def _shape(shape, op: str):
+    """``(2, 3)`` from ``shape`` given as ``(2, 3)`` or ``((2, 3),)`` (``zeros(2, 3)`` or ``zeros((2, 3))``)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for n in shape:
         if not isinstance(n, (int, numpy.integer)) or n < 0:
-            raise ValueError(f"expected a shape of non-negative integers, got {shape}")
+            raise ValueError(f"{op}: expected a shape of non-negative integers, got {shape}")
     return tuple(int(n) for n in shape)
 
 
@@ -55,19 +56,19 @@ def full(*shape, fill_value=None, dtype=None, device=None, requires_grad=False) 
     if dtype is None:
         dtype = numpy.float32 if isinstance(fill_value, float) else numpy.asarray(fill_value).dtype
     with _on(device):
-        return Tensor(xp.full(_shape(shape), fill_value, dtype=dtype), requires_grad=requires_grad)
+        return Tensor(xp.full(_shape(shape, "full"), fill_value, dtype=dtype), requires_grad=requires_grad)
 
 
 def zeros(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
     device, xp = _place(device)
     with _on(device):
-        return Tensor(xp.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+        return Tensor(xp.zeros(_shape(shape, "zeros"), dtype=dtype), requires_grad=requires_grad)
 
 
 def ones(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
     device, xp = _place(device)
     with _on(device):
-        return Tensor(xp.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+        return Tensor(xp.ones(_shape(shape, "ones"), dtype=dtype), requires_grad=requires_grad)
 
 
 def eye(n, m=None, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
@@ -97,7 +98,7 @@ def randn(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tens
     """Standard normal samples, from the generator seeded by ``minidl.manual_seed``."""
     device, _ = _place(device)
     with _on(device):
-        values = backend.generator(device).standard_normal(_shape(shape), dtype=numpy.float64)
+        values = backend.generator(device).standard_normal(_shape(shape, "randn"), dtype=numpy.float64)
         return Tensor(values.astype(dtype), requires_grad=requires_grad)
 
 
@@ -105,15 +106,17 @@ def rand(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tenso
     """Uniform samples in [0, 1)."""
     device, _ = _place(device)
     with _on(device):
-        values = backend.generator(device).random(_shape(shape), dtype=numpy.float64)
+        values = backend.generator(device).random(_shape(shape, "rand"), dtype=numpy.float64)
         return Tensor(values.astype(dtype), requires_grad=requires_grad)
 
 
-def randint(low, high, shape, dtype=numpy.int64, device=None) -> Tensor:
-    """Uniform integers in [low, high)."""
+def randint(low, high, shape=None, dtype=numpy.int64, device=None) -> Tensor:
+    """Uniform integers in [low, high): ``randint(0, 10, (3,))``, or ``randint(10, (3,))`` with low = 0 (as PyTorch)."""
+    if shape is None:
+        low, high, shape = 0, low, high
     device, _ = _place(device)
     with _on(device):
-        return Tensor(backend.generator(device).integers(low, high, size=_shape(shape)).astype(dtype))
+        return Tensor(backend.generator(device).integers(low, high, size=_shape(shape, "randint")).astype(dtype))
 
 
 def _like(x, dtype, device):

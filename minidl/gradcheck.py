@@ -176,8 +176,9 @@ def _check_direction(fn, inputs, cotangents, wanted, analytic, eps, atol, rtol, 
     return True
 
 
-def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None, allow_unused=False):
-    """d(outputs)/d(inputs), returned rather than stored in ``.grad`` (like torch.autograd.grad).
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """d(outputs)/d(inputs), returned rather than stored in ``.grad`` (torch.autograd.grad's
+    arguments, in its order).
 
     With ``create_graph=True`` the returned gradients are themselves differentiable.
     """
@@ -190,10 +191,11 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=No
     grad_outputs = _as_tuple(grad_outputs)
     retain_graph = create_graph if retain_graph is None else retain_graph
     grads = autograd.run_backward(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
-    for x, g in zip(inputs, grads):
+    for i, (x, g) in enumerate(zip(inputs, grads)):
         if g is None and not allow_unused:
             raise RuntimeError(
-                "grad: one of the inputs was not used to compute the outputs; pass allow_unused=True to get None"
+                f"grad: input {i} (shape {x.shape}) was not used to compute the outputs; pass allow_unused=True "
+                "to get None for it (or check that it requires grad)"
             )
     return grads
 

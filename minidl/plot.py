@@ -32,7 +32,7 @@ def training_curves(history: dict, path, title: str = "") -> str:
     loss_ax, acc_ax = fig.subplots(1, 2)
     for name, values in history.items():
         ax = acc_ax if "acc" in name else loss_ax
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        ax.plot(range(1, len(values) + 1), _host(values), marker="o", markersize=3, label=name)
     for ax, label in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
@@ -80,7 +80,7 @@ def filters(weight, path, title: str = "first-layer filters") -> str:
 
 
 def confusion(matrix, class_names, path, title: str = "confusion matrix") -> str:
-    matrix = numpy.asarray(matrix)
+    matrix = _host(matrix)
     fig = Figure(figsize=(0.55 * len(class_names) + 2, 0.55 * len(class_names) + 1.5))
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
@@ -120,7 +120,7 @@ def lines(series: dict, path, xlabel: str = "", ylabel: str = "", title: str = "
     fig = Figure(figsize=(6.4, 4))
     ax = fig.subplots()
     for name, values in series.items():
-        ax.plot(_host(values) if isinstance(values, Tensor) else numpy.asarray(values), label=name)
+        ax.plot(_host(values), label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logy:

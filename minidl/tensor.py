@@ -2,6 +2,10 @@
 
 A Tensor holds no math of its own: every operator delegates to a Function in
 ``minidl.ops``, which is where each forward and its derivative live.
+
+The methods take the ops' numpy-style arguments (``x.sum(axis=1, keepdims=True)``,
+``x.softmax(axis=-1)``) where PyTorch writes ``dim`` and ``keepdim``; the rest follows
+PyTorch (``x.transpose(0, 1)``, ``x.flatten(1)``, ``x.to(minidl.float64)``, ``x.clamp(min=0)``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ def _to_array(data, dtype=None, device=None):
     if dtype is not None:
         dtype = numpy.dtype(dtype)
     if not (isinstance(data, numpy.ndarray) or backend.is_cupy_array(data)):
-        host = numpy.asarray(data)
-        if host.dtype == object:
+        try:
+            host = numpy.asarray(data)
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"tensor: nested lists of different lengths make no regular array: {data!r:.80}") from None
+        if host.dtype == object or host.dtype.kind in "USV":
             raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} data {data!r:.80}")
         if dtype is None and host.dtype == numpy.float64 and not isinstance(data, numpy.generic):
             dtype = numpy.dtype(numpy.float32)  # Python floats default to float32, like PyTorch
@@ -35,6 +42,23 @@ def _to_array(data, dtype=None, device=None):
     if device is not None:
         data = backend.to_device(data, Device(device))
     return data
+
+
+def is_dtype(value) -> bool:
+    """Whether ``value`` names a dtype ('float64', numpy.float64) rather than a device ('cpu', 'cuda:0')."""
+    if isinstance(value, Device):
+        return False
+    if isinstance(value, str):
+        try:
+            Device(value)
+            return False
+        except ValueError:
+            pass
+    try:
+        numpy.dtype(value)
+        return True
+    except TypeError:
+        return False
 
 
 class Tensor:
@@ -56,6 +80,8 @@ class Tensor:
     __slots__ = ("data", "grad", "creator", "requires_grad", "_retains_grad", "name", "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False, *, dtype=None, device=None, _creator=None):
+        if isinstance(data, numpy.generic):  # what numpy's full reductions return: host data, like an array
+            data = numpy.asarray(data)
         if (isinstance(data, numpy.ndarray) or backend.is_cupy_array(data)) and dtype is None and device is None:
             array = data  # the fast path ops take: wrap the array as it is
         else:
@@ -129,7 +155,12 @@ class Tensor:
     # Moving and converting
     # ------------------------------------------------------------------ #
     def to(self, device=None, dtype=None) -> "Tensor":
-        """Copy to another device and/or dtype; differentiable (gradients flow back)."""
+        """Copy to another device and/or dtype; differentiable (gradients flow back).
+
+        Like PyTorch, a dtype may also come first: ``t.to(minidl.float64)``.
+        """
+        if dtype is None and device is not None and is_dtype(device):
+            device, dtype = None, device
         out = self
         if dtype is not None and numpy.dtype(dtype) != self.dtype:
             out = ops.cast(out, dtype)
@@ -186,10 +217,10 @@ class Tensor:
     # ------------------------------------------------------------------ #
     # Autograd
     # ------------------------------------------------------------------ #
-    def backward(self, grad=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
+    def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False) -> None:
         """Compute d(self)/d(leaf) for every leaf that requires grad, into ``leaf.grad``.
 
-        ``grad`` is d(loss)/d(self); it may be left out only when self is a scalar (it is then 1).
+        ``gradient`` is d(loss)/d(self); it may be left out only when self is a scalar (it is then 1).
         The graph is freed afterwards unless ``retain_graph`` (which defaults to ``create_graph``).
         """
         retain_graph = create_graph if retain_graph is None else retain_graph
@@ -198,18 +229,18 @@ class Tensor:
                 "backward: this tensor does not require grad and has no grad_fn; "
                 "did you forget requires_grad=True on an input, or call it inside no_grad()?"
             )
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise RuntimeError(
                     f"backward: grad can be implicitly created only for scalar outputs, got shape {self.shape}; "
-                    "pass grad= (a tensor of that shape) or reduce to a scalar first (e.g. .sum())"
+                    "pass gradient= (a tensor of that shape) or reduce to a scalar first (e.g. .sum())"
                 )
-            grad = Tensor(self.xp.ones(self.shape, dtype=self.dtype))
-        else:
-            grad = grad if isinstance(grad, Tensor) else Tensor(backend.to_device(_to_array(grad), self.device))
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has shape {self.shape}")
-        autograd.run_backward([self], [grad], retain_graph=retain_graph, create_graph=create_graph)
+            gradient = Tensor(self.xp.ones(self.shape, dtype=self.dtype))
+        elif not isinstance(gradient, Tensor):
+            gradient = Tensor(backend.to_device(_to_array(gradient), self.device))
+        if gradient.shape != self.shape:
+            raise ValueError(f"backward: grad has shape {gradient.shape} but the tensor has shape {self.shape}")
+        autograd.run_backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph)
 
     def detach(self) -> "Tensor":
         """The same values, cut off from the graph (shares the array)."""
@@ -287,11 +318,21 @@ class Tensor:
                 "__setitem__: in-place assignment into a tensor that requires grad would make its gradient "
                 "wrong; do it inside minidl.no_grad() or build a new tensor (e.g. with minidl.where)"
             )
-        self.data[index] = value.data if isinstance(value, Tensor) else value
+        value = value.data if isinstance(value, Tensor) else value
+        if isinstance(value, numpy.ndarray) or backend.is_cupy_array(value):  # cupy takes no host arrays
+            value = backend.to_device(value, self.device)
+        self.data[ops.shape.index_to_arrays(index, self)] = value
 
     # Comparisons give boolean tensors and have no gradient.
     def _compare(self, other, op):
+        if isinstance(other, Tensor) and other.device != self.device:
+            raise RuntimeError(
+                f"comparison: expected both tensors on one device, got '{self.device}' and '{other.device}'; "
+                "move one with .to(device) first"
+            )
         other = other.data if isinstance(other, Tensor) else other
+        if isinstance(other, numpy.ndarray) or backend.is_cupy_array(other):  # a raw array goes to our device
+            other = backend.to_device(other, self.device)
         return Tensor(op(self.data, other))
 
     def __eq__(self, other):
@@ -408,8 +449,8 @@ class Tensor:
     def sum_to(self, shape):
         return ops.sum_to(self, shape)
 
-    def clip(self, low=None, high=None):
-        return ops.clip(self, low, high)
+    def clip(self, min=None, max=None):  # noqa: A002  (PyTorch's names for the bounds)
+        return ops.clip(self, min, max)
 
     clamp = clip
 

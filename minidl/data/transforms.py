@@ -54,7 +54,7 @@ class Transform:
     """Base class: a callable on a batch, printed with its settings."""
 
     def __call__(self, x):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(batch) -> the transformed batch")
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -3,15 +3,13 @@ and F.conv1d / F.conv2d (im2col and one matmul, see minidl/ops/conv.py)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy
 
 from minidl.creation import zeros
 from minidl.nn import functional as F
 from minidl.nn import init
 from minidl.nn.module import Module, Parameter
-from minidl.ops.conv import as_ints
+from minidl.ops.conv import as_ints, check_input
 
 
 class _ConvNd(Module):
@@ -54,20 +52,11 @@ class _ConvNd(Module):
     def reset_parameters(self) -> None:
         """PyTorch's default: weight ~ kaiming_uniform_(a=sqrt(5)), which is U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         with fan_in = in_channels/groups * prod(kernel_size); bias ~ the same uniform."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init.calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in)
-            init.uniform_(self.bias, -bound, bound)
+        init.default_linear_(self.weight, self.bias)
 
     def _check_input(self, input):
         name, n = type(self).__name__, self.spatial_dims
-        axes = "L" if n == 1 else "H, W"
-        if input.ndim not in (n + 1, n + 2):
-            raise ValueError(
-                f"{name}: expected a {n + 2}-D input (N, C, {axes}) or a {n + 1}-D unbatched input (C, {axes}), "
-                f"got shape {tuple(input.shape)}"
-            )
+        check_input(input, n, name)
         channels = input.shape[-n - 1]
         if channels != self.in_channels:
             raise ValueError(

@@ -137,7 +137,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 def embedding(input, weight, padding_idx=None):
     """Rows of ``weight`` (num_embeddings, dim) picked by integer ``input`` (any shape):
     y[...] = weight[input[...]]. The gradient of a row is the sum of gy over every place
-    it was picked (repeats add up); the ``padding_idx`` row gets none."""
+    it was picked (repeats add up); the ``padding_idx`` row gets none. An index outside
+    0..num_embeddings-1 raises IndexError on the CPU; on a GPU its row comes out NaN."""
     indices = input.data if isinstance(input, Tensor) else input
     if not hasattr(indices, "dtype"):
         indices = numpy.asarray(indices)
@@ -145,9 +146,12 @@ def embedding(input, weight, padding_idx=None):
         raise TypeError(f"embedding: expected integer indices, got dtype {indices.dtype}")
     count = weight.shape[0]
     indices = backend.to_device(indices, weight.device)
-    if indices.size and bool(((indices < 0) | (indices >= count)).any()):
+    out_of_range = (indices < 0) | (indices >= count)
+    if weight.xp is numpy and out_of_range.any():
         raise IndexError(f"embedding: index out of range: indices must lie in [0, {count - 1}] for {count} rows")
-    y = ops.getitem(weight, indices)
+    # On a GPU, checking would make every call wait for the device: there a bad index gives a NaN row.
+    y = ops.getitem(weight, weight.xp.where(out_of_range, 0, indices))
+    y = ops.where(out_of_range[..., None], numpy.nan, y)
     if padding_idx is not None and weight.requires_grad:
         padding_idx = padding_idx % count
         at_padding = (indices == padding_idx)[..., None]

@@ -14,7 +14,7 @@ import numpy
 
 from minidl import backend
 from minidl.autograd import no_grad
-from minidl.tensor import Tensor
+from minidl.tensor import Tensor, is_dtype
 
 
 class Parameter(Tensor):
@@ -218,7 +218,7 @@ class Module:
 
         Like PyTorch, a dtype may also come first: ``model.to(minidl.float64)``.
         """
-        if dtype is None and device is not None and _is_dtype(device):
+        if dtype is None and device is not None and is_dtype(device):
             device, dtype = None, device
         if device is not None:
             device = backend.Device(device)
@@ -310,36 +310,19 @@ class Module:
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
 
 
-def _is_dtype(value) -> bool:
-    """Whether ``value`` names a dtype ('float64', numpy.float64) rather than a device ('cpu', 'cuda:0')."""
-    if isinstance(value, backend.Device):
-        return False
-    if isinstance(value, str):
-        try:
-            backend.Device(value)
-            return False
-        except ValueError:
-            pass
-    try:
-        numpy.dtype(value)
-        return True
-    except TypeError:
-        return False
-
-
 class Sequential(Module):
     """Modules applied one after the other: ``Sequential(Linear(2, 8), ReLU(), Linear(8, 1))``."""
 
     def __init__(self, *modules):
         super().__init__()
         if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            for name, module in modules[0].items():
-                setattr(self, name, module)
+            named = [(name, module, f"entry {name!r}") for name, module in modules[0].items()]
         else:
-            for i, module in enumerate(modules):
-                if not isinstance(module, Module):
-                    raise TypeError(f"Sequential: argument {i} is a {type(module).__name__}, not a Module")
-                setattr(self, str(i), module)
+            named = [(str(i), module, f"argument {i}") for i, module in enumerate(modules)]
+        for name, module, where in named:
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: {where} is a {type(module).__name__}, not a Module")
+            setattr(self, name, module)
 
     def forward(self, x):
         for module in self._modules.values():

@@ -77,7 +77,7 @@ class _BatchNorm(Module):
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data[...] += 1
             if self.momentum is None:  # cumulative moving average: the mean over every batch so far
-                momentum = 1.0 / float(self.num_batches_tracked.item())
+                momentum = 1.0 / self.num_batches_tracked.data  # a 0-d array: no wait for a GPU
         return F.batch_norm(
             input, self.running_mean, self.running_var, self.weight, self.bias, use_batch_stats, momentum, self.eps
         )

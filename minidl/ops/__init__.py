@@ -1,6 +1,13 @@
 """Every differentiable op, grouped by family. Each family's module holds the
 Function classes (forward on arrays, backward in Tensor ops, the derivative in the
-docstring) and the functional forms re-exported here."""
+docstring) and the functional forms re-exported here.
+
+Argument names: ops (and the Tensor methods that call them) follow numpy, ``axis`` and
+``keepdims`` (``minidl.sum(x, axis=1, keepdims=True)``, ``x.softmax(axis=-1)``); the
+layer-level functions in ``minidl.nn.functional`` follow PyTorch, ``dim``
+(``F.softmax(x, dim=1)``). Where numpy has no such op, PyTorch's names are used
+(``flatten(x, start_dim, end_dim)``, ``split``, ``chunk``, ``conv2d``, ``max_pool2d``).
+"""
 
 from minidl.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
 from minidl.ops.arithmetic import (

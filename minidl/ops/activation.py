@@ -1,4 +1,7 @@
-"""Activations: tanh, sigmoid, relu, leaky_relu, softmax, log_softmax."""
+"""Activations: tanh, sigmoid, relu, leaky_relu, softmax, log_softmax.
+
+softmax and log_softmax take numpy's ``axis``; ``minidl.nn.functional`` wraps them with PyTorch's ``dim``.
+"""
 
 from __future__ import annotations
 

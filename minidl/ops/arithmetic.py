@@ -33,7 +33,8 @@ class Sub(Function):
 
     def backward(self, gy):
         a, b = self.inputs
-        return sum_to(gy, a.shape), sum_to(-gy, b.shape) if b.requires_grad else None
+        gb = sum_to(-gy, b.shape) if b.requires_grad else None
+        return sum_to(gy, a.shape), gb
 
 
 class Mul(Function):

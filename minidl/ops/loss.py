@@ -150,18 +150,22 @@ def class_index_distribution(
     """The target distributions q (M, C) of class indices y (M,), and the 'mean' divisor, as PyTorch
     defines them:  q_n = (1 - eps) w_{y_n} one_hot(y_n) + (eps / C) w  for rows with y_n != ignore_index
     (0 for the others);  divisor = the sum of w_{y_n} over the kept rows  (w = 1 without class weights).
+    A target outside 0..C-1 raises IndexError on the CPU and gives a NaN loss on a GPU.
     """
     xp = backend.get_array_module(target)
     w = xp.ones(num_classes, dtype=dtype) if weight is None else weight.data.astype(dtype, copy=False)
     valid = target != ignore_index
     out_of_range = valid & ((target < 0) | (target >= num_classes))
-    if bool(out_of_range.any()):
+    if xp is numpy and out_of_range.any():
         bad = int(target[out_of_range][0])
         raise IndexError(
             f"{op}: target {bad} is out of bounds for {num_classes} classes (expected 0..{num_classes - 1})"
         )
-    safe = xp.where(valid, target, 0)
+    safe = xp.where(valid & ~out_of_range, target, 0)
     target_weight = w[safe] * valid  # w_{y_n}; 0 for ignored rows
+    # On a GPU, checking would make every step wait for the device: there an out-of-range
+    # target gets a NaN weight instead, so its loss (and the mean) comes out NaN.
+    target_weight = xp.where(out_of_range, xp.nan, target_weight)
     one_hot = safe[:, None] == xp.arange(num_classes)[None, :]
     q = (1 - label_smoothing) * one_hot * target_weight[:, None]
     if label_smoothing:

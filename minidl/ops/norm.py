@@ -38,8 +38,10 @@ def channel_shape(ndim: int, channels: int) -> tuple:
 
 
 class BatchNorm(Function):
-    """y = gamma * (x - mu) / sqrt(var + eps) + beta with the batch's own mean and (biased)
-    variance per channel; gradients as in the module docstring.
+    """y = gamma * x_hat + beta,  x_hat = (x - mu) / sqrt(var + eps), with the batch's own mean
+    and (biased) variance per channel;  sums over the M values of a channel:
+    d_beta = sum(gy),  d_gamma = sum(gy * x_hat),
+    d_x = gamma / sqrt(var + eps) * (gy - d_beta / M - x_hat * d_gamma / M)  (derived in the module docstring)
 
     After the call, ``batch_mean`` and ``batch_var`` hold the statistics it used
     (the caller updates running averages from them).

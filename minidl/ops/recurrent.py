@@ -121,6 +121,9 @@ class FusedRecurrence(Function):
     Inputs: x (T, B, D), the initial state (h0,) or (h0, c0) each (B, H), W_ih, W_hh, b_ih, b_hh.
     Outputs: output (T, B, H) (h_t at every step, zero past a sequence's length), then the
     final state. ``mask`` is a boolean array (T, B, 1), or None when every sequence is full.
+    Backward (backprop through time, derived in the module docstring): for t = T-1..0 the cell's
+    ``step_backward`` turns d state_t into (dgx_t, dgh_t), and d h_{t-1} = dgh_t W_hh + its direct term;
+    then dX = DGX W_ih,  dW_ih = DGX^T X,  dW_hh = DGH^T H_prev,  db_ih = sum DGX,  db_hh = sum DGH.
 
     Double backward: supported (by differentiating ``composed_recurrence``; slow).
     """

@@ -2,11 +2,17 @@
 
 Backward spreads the gradient back over the reduced axes: evenly for sum and mean,
 to the winning element(s) for max and min.
+
+Arguments are numpy's (``axis``, ``keepdims``); where PyTorch writes ``x.sum(dim=1, keepdim=True)``
+minidl writes ``x.sum(axis=1, keepdims=True)``. ``max`` and ``min`` with an axis return the
+values only (like numpy and ``torch.amax``), not PyTorch's (values, indices) pair: use ``argmax``.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy
 
 from minidl import backend
 from minidl.autograd import Function
@@ -104,6 +110,10 @@ def std(x, axis=None, keepdims=False, correction=1):
 
 
 def _arg(name, x, axis, keepdims):
+    if axis is not None and not isinstance(axis, (int, numpy.integer)):
+        raise TypeError(f"{name}: axis must be None or one int, got {axis!r}")
+    if axis is not None:
+        axis = normalize_axes(axis, x.ndim, name)[0]
     xp = backend.get_array_module(x.data)
     if axis is None:
         index = getattr(xp, name)(x.data)

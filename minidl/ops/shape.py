@@ -13,6 +13,7 @@ import numpy
 
 from minidl import backend
 from minidl.autograd import Function
+from minidl.tensor import Tensor
 
 
 def normalize_axes(axis, ndim: int, op: str) -> tuple:
@@ -68,11 +69,11 @@ def broadcast_to(x, shape):
     if x.shape == shape:
         return x
     try:
-        numpy.broadcast_shapes(x.shape, shape)
-        if numpy.broadcast_shapes(x.shape, shape) != shape:
-            raise ValueError
+        broadcastable = numpy.broadcast_shapes(x.shape, shape) == shape
     except ValueError:
-        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+        broadcastable = False
+    if not broadcastable:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}")
     return BroadcastTo(shape)(x)
 
 
@@ -222,10 +223,10 @@ def _has_integer_array(index) -> bool:
     return any(isinstance(p, list) or (getattr(p, "ndim", 0) > 0 and p.dtype.kind in "iu") for p in parts)
 
 
-def _index_to_arrays(index, x):
+def index_to_arrays(index, x):
     """Replace Tensors (and lists) inside an index with arrays on x's device."""
     def convert(part):
-        if hasattr(part, "data") and hasattr(part, "creator"):  # a Tensor
+        if isinstance(part, Tensor):
             part = part.data
         if isinstance(part, list):
             part = numpy.asarray(part)
@@ -239,7 +240,7 @@ def _index_to_arrays(index, x):
 
 
 def getitem(x, index):
-    return GetItem(_index_to_arrays(index, x))(x)
+    return GetItem(index_to_arrays(index, x))(x)
 
 
 # --------------------------------------------------------------------------- #
@@ -342,7 +343,13 @@ def chunk(x, chunks, axis=0):
 
 def pad(x, pad_width, value=0.0):
     """Constant padding with numpy's pad_width: an int, a (before, after) pair, or one pair per axis."""
-    widths = numpy.broadcast_to(numpy.asarray(pad_width, dtype=numpy.int64), (x.ndim, 2))
+    try:
+        widths = numpy.broadcast_to(numpy.asarray(pad_width, dtype=numpy.int64), (x.ndim, 2))
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"pad: expected pad_width as an int, a (before, after) pair or {x.ndim} such pairs (one per axis) "
+            f"for a tensor of shape {x.shape}, got {pad_width!r}"
+        ) from None
     if (widths < 0).any():
         raise ValueError(f"pad: widths must be non-negative, got {pad_width}")
     return Pad(tuple((int(a), int(b)) for a, b in widths), value)(x)
