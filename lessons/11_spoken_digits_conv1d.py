@@ -134,19 +134,22 @@ train_time = common.Stopwatch(device)
 for epoch in range(1, args.epochs + 1):
     with train_time:
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen = 0, 0, 0  # loss_sum and correct become device scalars: no GPU sync per step
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True)
-        for x, lengths, y in bar:
+        for step, (x, lengths, y) in enumerate(bar, 1):
             logits = model(x, lengths)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(axis=1) == y).sum().item())
+            with minidl.no_grad():
+                loss_sum = loss_sum + loss * len(y)
+                correct = correct + (logits.argmax(axis=1) == y).sum()
             seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}")
+            if step % 10 == 0 or step == len(train_loader):  # reading a number waits for the GPU: rarely
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.1%}")
+    loss_sum, correct = loss_sum.item(), correct.item()  # once per epoch
     test_loss, predicted, targets = common.evaluate(model, test_loader)
     history["train_loss"].append(loss_sum / seen)
     history["train_acc"].append(correct / seen)
