@@ -74,17 +74,10 @@ H, B = args.hidden, args.batch_size
 
 
 # %% 1. The task: remember the marked sign
-def marked_sign(rng, batch, length, window=10):
-    """x (T, B, 2) float32 (time first, PyTorch's RNN layout): channel 0 random +1/-1,
-    channel 1 a 1 at one step among the first ``window``; y (B,) int64: 1 if the
-    flagged value is +1, else 0."""
-    values = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(length, batch))
-    flagged = rng.integers(0, min(window, length), size=batch)
-    marks = np.zeros((length, batch), dtype=np.float32)
-    marks[flagged, np.arange(batch)] = 1
-    labels = (values[flagged, np.arange(batch)] > 0).astype(np.int64)
-    x = np.stack([values, marks], axis=-1)
-    return minidl.tensor(x, device=device), minidl.tensor(labels, device=device)
+def marked_sign(rng, batch, length):
+    """The task as tensors on the device (minidl.datasets.marked_sign makes the arrays: read it)."""
+    x, y = datasets.marked_sign(batch, length, window=10, seed=rng)
+    return minidl.tensor(x, device=device), minidl.tensor(y, device=device)
 
 
 x, y = marked_sign(rng, 2, 12)

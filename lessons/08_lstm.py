@@ -57,7 +57,7 @@ import common  # noqa: E402  (lessons/common.py: the flags and set-up every less
 import minidl  # noqa: E402
 import minidl.nn as nn  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
-from minidl import gradcheck, optim, plot  # noqa: E402
+from minidl import datasets, gradcheck, optim, plot  # noqa: E402
 
 p = common.parser("Lesson 08: LSTM gates, composed vs fused, and a long dependency learned",
                   batch_size=64, out="runs/08_lstm")
@@ -185,15 +185,10 @@ if times["fused"] > times["composed"]:
 # %% 4. How far back does the gradient reach? ||dL/dx_t|| at initialisation
 # x.grad[t] says how much the loss at the last step changes with the input at step t:
 # the signal that training would use to learn a dependency on step t.
-def marked_sign(rng, batch, length, window=10):
-    """Lesson 07's task: x (T, B, 2), channel 0 random +1/-1, channel 1 flags one of the first
-    ``window`` steps; y (B,) = 1 if the flagged value is +1, else 0."""
-    values = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(length, batch))
-    flagged = rng.integers(0, min(window, length), size=batch)
-    marks = np.zeros((length, batch), dtype=np.float32)
-    marks[flagged, np.arange(batch)] = 1
-    labels = (values[flagged, np.arange(batch)] > 0).astype(np.int64)
-    return on_device(np.stack([values, marks], axis=-1)), minidl.tensor(labels, device=device)
+def marked_sign(rng, batch, length):
+    """Lesson 07's task (minidl.datasets.marked_sign), as tensors on the device."""
+    x, y = datasets.marked_sign(batch, length, window=10, seed=rng)
+    return on_device(x), minidl.tensor(y, device=device)
 
 
 class SignReader(nn.Module):

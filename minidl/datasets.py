@@ -4,6 +4,7 @@
     digits = datasets.FSDD(split="train")        # .waveforms float32, .targets, .speakers
     X, y = datasets.spiral(100, classes=3)       # toy 2-D points
     X, Y = datasets.sine_waves(1000, length=50)  # toy sequences
+    X, y = datasets.marked_sign(64, length=40)   # a long-range memory task
 
 Data root: the ``root`` argument, else ``$MINIDL_DATA``, else ``./datasets`` (its
 README says how to fetch each dataset). Everything here lives in ``minidl.data.*``.
@@ -19,7 +20,7 @@ from minidl.data.download import (
     data_root,
 )
 from minidl.data.fsdd import FSDD
-from minidl.data.toy import sine_waves, spiral
+from minidl.data.toy import marked_sign, sine_waves, spiral
 
 __all__ = [
     "CIFAR10",
@@ -30,6 +31,7 @@ __all__ = [
     "DownloadError",
     "cache_dir",
     "data_root",
+    "marked_sign",
     "sine_waves",
     "spiral",
 ]

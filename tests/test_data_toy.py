@@ -73,3 +73,18 @@ def test_sine_errors():
         datasets.sine_waves(0)
     with pytest.raises(ValueError, match="classify needs 2 <= classes <= n_sequences"):
         datasets.sine_waves(5, task="classify", classes=1)
+
+
+def test_marked_sign_labels_follow_the_marked_value():
+    x, y = datasets.marked_sign(batch=50, length=30, window=7, seed=3)
+    assert x.shape == (30, 50, 2) and x.dtype == np.float32 and y.shape == (50,) and y.dtype == np.int64
+    assert set(np.unique(x[..., 0])) <= {-1.0, 1.0}
+    for b in range(50):  # the plain per-sequence reading of the task
+        marked = np.flatnonzero(x[:, b, 1])
+        assert len(marked) == 1 and marked[0] < 7
+        assert y[b] == (x[marked[0], b, 0] > 0)
+    x2, y2 = datasets.marked_sign(batch=50, length=30, window=7, seed=3)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    with pytest.raises(ValueError, match="marked_sign: batch, length and window must be >= 1"):
+        datasets.marked_sign(0, 10)

@@ -2,10 +2,11 @@
 
 ``spiral``: interleaved 2-D spiral arms, one per class (an MLP lesson's classic:
 no straight line separates them). ``sine_waves``: sine sequences for the RNN lessons,
-either predict the next value or tell the frequency apart.
+either predict the next value or tell the frequency apart. ``marked_sign``: a
+long-range memory task on which a plain RNN fails and an LSTM succeeds.
 
-Both return numpy arrays ordered by class (not shuffled) and take a ``seed`` so a
-lesson is repeatable.
+All return numpy arrays and take a ``seed`` (or a numpy Generator) so a lesson is
+repeatable.
 """
 
 from __future__ import annotations
@@ -69,3 +70,25 @@ def sine_waves(n_sequences: int = 1000, length: int = 50, task: str = "next", cl
     if task == "next":
         return x[:, :-1], x[:, 1:]
     return x[:, :-1], label.astype(numpy.int64)
+
+
+def marked_sign(batch: int, length: int, window: int = 10, seed=None):
+    """"Remember the marked sign": x (length, batch, 2) float32, time first (PyTorch's RNN
+    layout). Channel 0 holds random values +1/-1; channel 1 is 1 at exactly one step,
+    drawn among the first ``window`` steps, and 0 elsewhere. y (batch,) int64 is 1 when
+    the marked value is +1, else 0.
+
+    The answer depends on one early step only, so a model must carry it across
+    ``length - window`` steps of distraction: easy for an LSTM, hard for a plain RNN
+    once ``length`` reaches a few tens. ``seed`` is an int, None or a numpy Generator
+    (pass one Generator to draw fresh batches in a loop).
+    """
+    if batch < 1 or length < 1 or window < 1:
+        raise ValueError(f"marked_sign: batch, length and window must be >= 1, got {batch}, {length}, {window}")
+    rng = seed if isinstance(seed, numpy.random.Generator) else numpy.random.default_rng(seed)
+    values = rng.choice(numpy.array([-1.0, 1.0], dtype=numpy.float32), size=(length, batch))
+    marked = rng.integers(0, min(window, length), size=batch)
+    marks = numpy.zeros((length, batch), dtype=numpy.float32)
+    marks[marked, numpy.arange(batch)] = 1
+    labels = (values[marked, numpy.arange(batch)] > 0).astype(numpy.int64)
+    return numpy.stack([values, marks], axis=-1), labels
