@@ -3,6 +3,9 @@
 Every test that takes the ``device`` fixture runs on the CPU and, when cupy sees a GPU,
 again on 'cuda'. To run the whole suite on the GPU machine: ``python -m pytest -m gpu``
 runs only the cuda half; plain ``python -m pytest`` runs both.
+
+Without a GPU, ``MINIDL_FAKE_CUDA=1 python -m pytest`` runs the cuda half on tests/fakecupy.py,
+a CPU stand-in for cupy that refuses host/device mixing as cupy does (see its docstring).
 """
 
 import os
@@ -18,6 +21,12 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 import minidl  # noqa: E402
+
+FAKE_CUDA = os.environ.get("MINIDL_FAKE_CUDA") == "1"
+if FAKE_CUDA:
+    import fakecupy  # noqa: E402  (tests/ is on sys.path: rootdir conftest, no __init__.py)
+
+    fakecupy.install()
 
 # function_scoped_fixture: the `device` fixture is a plain string, safe to share across examples.
 _quiet = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]

@@ -20,13 +20,26 @@ TIMEOUT_S = 120
 @pytest.mark.lessons
 @pytest.mark.parametrize("lesson", LESSONS, ids=[path.stem for path in LESSONS])
 def test_lesson_smoke_run(lesson, tmp_path):
+    _smoke_run(lesson, [str(lesson)], tmp_path)
+
+
+if os.environ.get("MINIDL_FAKE_CUDA") == "1":  # the lessons again, on tests/fakecupy.py's stand-in GPU
+
+    @pytest.mark.lessons
+    @pytest.mark.gpu
+    @pytest.mark.parametrize("lesson", LESSONS, ids=[path.stem for path in LESSONS])
+    def test_lesson_smoke_run_on_fake_cuda(lesson, tmp_path):
+        _smoke_run(lesson, [str(REPO / "tests" / "fakecupy.py"), str(lesson), "--device", "cuda"], tmp_path)
+
+
+def _smoke_run(lesson, command, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     env["MPLBACKEND"] = "Agg"  # lessons save plots; never open a window
     if SHARED_DATA.is_dir():
         env["MINIDL_DATA"] = str(SHARED_DATA)
     try:
         result = subprocess.run(
-            [sys.executable, str(lesson), "--smoke", "--out", str(tmp_path / "out")],
+            [sys.executable, *command, "--smoke", "--out", str(tmp_path / "out")],
             cwd=REPO,  # so a lesson's default paths (e.g. ./datasets) mean what they mean for a user
             env=env,
             capture_output=True,
