@@ -72,6 +72,13 @@ def test_relu_gradient_at_zero_is_zero_like_pytorch():
     assert x.grad.item() == 0.0
 
 
+def test_leaky_relu_gradient_at_zero_is_the_slope_like_pytorch():
+    # PyTorch: dy/dx = 1 where x > 0, negative_slope elsewhere (x = 0 included)
+    x = leaf([-1.0, 0.0, 1.0], "cpu")
+    minidl.leaky_relu(x, 0.2).sum().backward()
+    assert x.grad.tolist() == [0.2, 0.2, 1.0]
+
+
 def test_float32_stays_float32():
     x = minidl.tensor([-1.0, 1.0])
     for op in (minidl.tanh, minidl.sigmoid, minidl.relu, minidl.leaky_relu, minidl.softmax, minidl.log_softmax):

@@ -196,6 +196,13 @@ def test_clip(device, low, high, shape, seed):
     assert minidl.gradcheck(lambda x: x.clip(low, high), leaf(v, device))
 
 
+def test_clip_gradient_on_the_bounds_is_one_like_pytorch(device):
+    # torch.clamp's backward passes the gradient where low <= x <= high, bounds included
+    x = leaf([-1.0, -0.5, 0.0, 0.5, 1.0], device)
+    minidl.clip(x, -0.5, 0.5).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
 def test_clip_needs_a_bound():
     with pytest.raises(ValueError, match="clip: at least one of low and high must be given"):
         minidl.clip(minidl.ones(2))

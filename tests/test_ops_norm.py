@@ -59,6 +59,18 @@ def test_second_derivatives():
     assert minidl.gradgradcheck(fused, leaves((4, 3)))
 
 
+def test_create_graph_path_keeps_eps():
+    # A large eps and a small batch variance make eps matter: the gradient built for a second
+    # derivative (create_graph=True) must equal the composed formula's, eps included.
+    x, gamma, beta = leaves((4, 2, 3))
+    x = minidl.tensor(0.01 * x.numpy(), dtype=np.float64, requires_grad=True)
+    gy = minidl.randn(4, 2, 3, dtype=np.float64)
+    (fused_gx,) = minidl.grad(fused(x, gamma, beta, eps=0.1), x, gy, create_graph=True)
+    (composed_gx,) = minidl.grad(composed_batch_norm(x, gamma, beta, 0.1), x, gy)
+    np.testing.assert_allclose(fused_gx.numpy(), composed_gx.numpy(), rtol=1e-8, atol=1e-12)
+    assert minidl.gradgradcheck(lambda *t: fused(*t, eps=0.1), (x, gamma, beta))
+
+
 def test_returns_biased_batch_statistics():
     x = minidl.randn(5, 3, 2, dtype=np.float64)
     _, mean, var = norm.batch_norm_train(x, minidl.ones(3, dtype=np.float64), minidl.zeros(3, dtype=np.float64), 1e-5)
