@@ -26,8 +26,9 @@ This lesson measures:
    checked against ``nn.RNN`` (which fuses the whole loop into one op) with the same weights;
 2. ||dL/dh_t|| at every step of the unrolled RNN (``retain_grad`` on each h_t), for
    recurrent weights of growing size: vanishing and exploding gradients, on a log scale;
-3. the same RNN trained on the task for growing T: it learns T = 10 and stays at chance at
-   T = 20 and 40;
+3. the same RNN trained on the task for growing T: it learns T = 10, T = 20 only sometimes
+   (a knife edge: on one CPU seed 0 gave 56 % with two BLAS threads and 92 % with one, whose
+   sums round differently), and stays at chance (50 %) at T = 40;
 4. truncated BPTT: detach h every k steps. The gradient stops at the cut (dependencies
    longer than k cannot be learned), but each update costs k steps instead of T, so on a
    long stream with a loss at every step it makes T / k updates for about the compute of one.
