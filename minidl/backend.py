@@ -126,10 +126,16 @@ def get_array_module(*arrays):
 _CPU = Device("cpu")
 
 
+_GPUS: dict = {}  # GPU index -> Device, so that every op's device check does not parse a string
+
+
 def device_of(array) -> Device:
     """The Device an array lives on."""
     if is_cupy_array(array):
-        return Device(f"cuda:{array.device.id}")
+        index = array.device.id
+        if index not in _GPUS:
+            _GPUS[index] = Device(f"cuda:{index}")
+        return _GPUS[index]
     return _CPU
 
 
