@@ -203,12 +203,6 @@ def train(model, length, steps):
     return losses
 
 
-def smooth(values, width=20):
-    """A running mean, to see a trend through the noise of single batches."""
-    width = min(width, len(values))
-    return np.convolve(values, np.ones(width) / width, mode="valid")
-
-
 print(f"\nnn.RNN(2, {H}) + Linear({H}, 2), {args.steps} Adam steps of {B} fresh sequences, tested on 2000 new ones")
 print(f"{'T':>4} {'test accuracy':>14} {'last loss (mean of 50)':>23} {'time':>7}")
 curves, rnn_accuracy = {}, {}
@@ -217,7 +211,7 @@ for length in lengths:
     with common.Stopwatch(device) as watch:
         losses = train(model, length, args.steps)
     rnn_accuracy[length] = accuracy(model, *marked_sign(np.random.default_rng(1000 + length), 2000, length))
-    curves[f"T = {length}"] = smooth(losses)
+    curves[f"T = {length}"] = common.smooth(losses)
     print(f"{length:>4} {rnn_accuracy[length]:>14.1%} {np.mean(losses[-50:]):>23.3f} {watch.seconds:>6.1f}s")
 learned = [n for n, a in rnn_accuracy.items() if a > 0.9]
 failed = [n for n in lengths if n not in learned]

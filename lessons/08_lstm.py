@@ -251,11 +251,6 @@ def train(model, steps):
     return losses
 
 
-def smooth(values, width=20):
-    width = min(width, len(values))
-    return np.convolve(values, np.ones(width) / width, mode="valid")
-
-
 test_x, test_y = marked_sign(np.random.default_rng(1000 + T), 2000, T)
 curves, test_accuracy = {}, {}
 print(f"\nremember the marked sign, T = {T}: {args.steps} Adam steps of {B} fresh sequences, tested on 2000 new ones")
@@ -265,7 +260,7 @@ for name, model in models.items():
     with common.Stopwatch(device) as watch:
         losses = train(model, args.steps)
     test_accuracy[name] = accuracy(model, test_x, test_y)
-    curves[name] = smooth(losses)
+    curves[name] = common.smooth(losses)
     parameters = sum(p.numel() for p in model.parameters())
     print(f"{name:<24} {parameters:>10} {test_accuracy[name]:>14.1%} {np.mean(losses[-50:]):>23.3f} "
           f"{watch.seconds:>6.1f}s")

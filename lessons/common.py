@@ -10,6 +10,8 @@ import resource
 import sys
 import time
 
+import numpy as np
+
 import minidl
 
 
@@ -295,3 +297,9 @@ def _synthetic_cifar(n: int, seed: int):
     tint = rng.uniform(40, 215, size=(10, 3, 1, 1))
     images = tint[labels] + rng.normal(0, 40, size=(n, 3, 32, 32))
     return numpy.clip(images, 0, 255).astype(numpy.uint8), labels
+
+
+def smooth(values, width: int = 20):
+    """A running mean of a loss curve, to see the trend through the noise of single batches."""
+    width = min(width, len(values))
+    return np.convolve(values, np.ones(width) / width, mode="valid")
