@@ -170,7 +170,7 @@ print(f"{'implementation':<15} {'autograd nodes':>15} {'time':>10}")
 outputs, times = {}, {}
 for name, lstm in lstms.items():
     output, _ = lstm(x)
-    nodes = len(minidl.autograd.topological_order([output.sum().creator]))
+    nodes = len(minidl.autograd.topological_order([output.sum().grad_fn]))
     outputs[name] = output.numpy()
     times[name] = seconds_per_call(lambda lstm=lstm: lstm(x)[0].sum().backward(), 2 if args.smoke else 5)
     print(f"{name:<15} {nodes:>15} {times[name] * 1e3:>8.1f} ms")

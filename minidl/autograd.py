@@ -10,8 +10,10 @@ subclass of ``Function`` with two methods:
 
 Because ``backward`` is written with Tensor ops, running it with grad recording on
 (``create_graph=True``) records a graph of the gradient itself: gradients of gradients.
+A fused Function, whose backward works on raw arrays, also defines ``composed(*inputs)``:
+the same math in Tensor ops, which the engine differentiates instead when create_graph=True.
 
-Calling a Function links each output Tensor to the Function (``tensor.creator``) and
+Calling a Function links each output Tensor to the Function (``tensor.grad_fn``) and
 the Function to its inputs (``function.inputs``). ``backward`` walks those links from
 the loss back to the leaves, in reverse topological order, with an explicit stack:
 there is no recursion, so a chain of 100,000 ops is fine.
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import traceback
 import weakref
 
 from minidl import backend
 
 # --------------------------------------------------------------------------- #
-# Grad mode
+# Modes: grad recording, anomaly detection
 # --------------------------------------------------------------------------- #
 _state = threading.local()
 
@@ -36,19 +39,31 @@ def is_grad_enabled() -> bool:
     return getattr(_state, "enabled", True)
 
 
-class _GradMode(contextlib.ContextDecorator):
-    """Context manager and decorator that sets grad recording on or off."""
+def is_anomaly_enabled() -> bool:
+    """Whether ops keep their creation stack and every gradient is checked for NaN/inf."""
+    return getattr(_state, "anomaly", False)
+
+
+def set_detect_anomaly(mode: bool) -> None:
+    """Turn anomaly detection on or off (slow: for finding the op behind a NaN, not for training)."""
+    _state.anomaly = bool(mode)
+
+
+class _Mode(contextlib.ContextDecorator):
+    """Context manager and decorator that sets one flag of ``_state`` and restores it on exit."""
+
+    flag = "enabled"
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
 
     def __enter__(self):
-        self.previous = is_grad_enabled()
-        _state.enabled = self.enabled
+        self.previous = getattr(_state, self.flag, self.flag == "enabled")
+        setattr(_state, self.flag, self.enabled)
         return self
 
     def __exit__(self, *exc):
-        _state.enabled = self.previous
+        setattr(_state, self.flag, self.previous)
         return False
 
     def _recreate_cm(self):  # each call of a decorated function gets its own saved state
@@ -57,18 +72,42 @@ class _GradMode(contextlib.ContextDecorator):
 
 def no_grad(func=None):
     """Record nothing inside: ``with minidl.no_grad(): ...``, ``@minidl.no_grad()`` or ``@minidl.no_grad``."""
-    mode = _GradMode(False)
+    mode = _Mode(False)
     return mode if func is None else mode(func)
 
 
 def enable_grad(func=None):
     """Record the graph inside, even within ``no_grad`` (a context manager or a decorator, like no_grad)."""
-    mode = _GradMode(True)
+    mode = _Mode(True)
     return mode if func is None else mode(func)
 
 
-class set_grad_enabled(_GradMode):
+class set_grad_enabled(_Mode):
     """``with set_grad_enabled(training): ...``"""
+
+
+class detect_anomaly(_Mode):
+    """``with detect_anomaly(): loss.backward()``: the first op whose forward makes a NaN, or whose
+    backward returns a NaN or inf, raises an error that shows where in your code that op was called."""
+
+    flag = "anomaly"
+
+    def __init__(self, enabled: bool = True):
+        super().__init__(enabled)
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``handle.remove()`` takes the hook away again."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict, hook):
+        self.hooks, self.id = hooks, RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        hooks[self.id] = hook
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
 
 
 # --------------------------------------------------------------------------- #
@@ -82,6 +121,9 @@ class Function:
     """
 
     differentiable = True  # False for ops with no gradient (argmax, comparisons)
+    keeps_inputs = True  # backward reads the inputs' values (False for x + y, reshape ...)
+    keeps_outputs = False  # backward reads the outputs' values (True for exp, tanh ...)
+    composed = None  # a fused op's twin in Tensor ops, composed(*inputs) -> output(s)
 
     def __call__(self, *inputs):
         inputs = tuple(as_tensor_like(x, inputs) for x in inputs)
@@ -91,24 +133,36 @@ class Function:
             result = self.forward(*arrays)
         except (ValueError, IndexError) as error:  # e.g. shapes that do not broadcast: name the op and shapes
             shapes = " and ".join(str(a.shape) for a in arrays)
-            kind = ValueError if isinstance(error, ValueError) else IndexError
-            raise kind(f"{self.name}: {error} (inputs of shape {shapes})") from error
+            raise type(error)(f"{self.name}: {error} (inputs of shape {shapes})") from error
         single = not isinstance(result, tuple)
-        results = (result,) if single else result
-
-        record = self.differentiable and is_grad_enabled() and any(t.requires_grad for t in inputs)
-        outputs = tuple(_output_tensor(r, self if record else None) for r in results)
-        if record:
-            self.inputs = inputs
-            self._outputs = tuple(weakref.ref(o) for o in outputs)
-            if not single:  # an unused output still needs a zero gradient of the right shape
-                self._output_meta = tuple((o.shape, o.dtype, o.device) for o in outputs)
+        outputs = tuple(_output_tensor(r, inputs) for r in ((result,) if single else result))
+        if is_anomaly_enabled():
+            self.stack = "".join(traceback.format_list(_user_frames()))
+            _check_finite(self, [o.data for o in outputs], "forward", "output", nan_only=True)
+        if self.differentiable and is_grad_enabled() and any(t.requires_grad for t in inputs):
+            self._record(inputs, outputs)
         return outputs[0] if single else outputs
+
+    def _record(self, inputs, outputs):
+        """Link this Function into the graph between ``inputs`` and ``outputs``."""
+        self.inputs = inputs
+        for o in outputs:
+            if o.dtype.kind in "fc":  # only floating-point results carry a gradient (an int cast does not)
+                o.grad_fn, o.requires_grad = self, True
+        self._outputs = tuple(weakref.ref(o) for o in outputs)
+        self._output_meta = tuple((o.shape, o.dtype, o.device) for o in outputs)  # for zero gradients
+        kept = (inputs if self.keeps_inputs else ()) + (outputs if self.keeps_outputs else ())
+        self._versions = [(weakref.ref(t), t._version) for t in kept]
 
     @property
     def outputs(self):
         """The output Tensors (None for an output nobody holds any more)."""
         return tuple(ref() for ref in self._outputs)
+
+    def replace_output(self, old, new) -> None:
+        """Make ``new`` stand where ``old`` was among the outputs (for in-place changes)."""
+        self._outputs = tuple(weakref.ref(new) if ref() is old else ref for ref in self._outputs)
+        self._versions = [(weakref.ref(new) if ref() is old else ref, v) for ref, v in self._versions]
 
     @property
     def name(self) -> str:
@@ -128,10 +182,17 @@ class Function:
         return f"<{self.name}>"
 
 
-def _output_tensor(array, creator):
-    """Wrap an op's result; only floating-point results carry a gradient (an int cast does not)."""
-    differentiable = creator is not None and array.dtype.kind in "fc"
-    return Tensor(array, requires_grad=differentiable, _creator=creator if differentiable else None)
+def _output_tensor(array, inputs):
+    """Wrap an op's result. A result that views an input's memory (a reshape, a slice) shares
+    that input's version counter, so an in-place change through either one is seen by both."""
+    out = Tensor.wrap(array)
+    base = getattr(array, "base", None)
+    if base is not None:
+        for t in inputs:
+            if t.data is base or t.data.base is base:
+                out._version_counter, out._base = t._version_counter, (t if t._base is None else t._base)
+                break
+    return out
 
 
 def check_same_device(function, tensors) -> None:
@@ -164,18 +225,19 @@ def as_tensor_like(value, others):
             dtype = backend.numpy.dtype(backend.numpy.float32)
         elif not isinstance(value, bool) and dtype.kind == "b":  # mask * 2 counts, like PyTorch
             dtype = backend.numpy.dtype(backend.numpy.int64)
-        return Tensor(like.xp.asarray(value, dtype=dtype))
-    return Tensor(backend.to_device(value, like.device))
+        return Tensor.wrap(like.xp.asarray(value, dtype=dtype))
+    return Tensor.wrap(backend.to_device(value, like.device))
 
 
 # --------------------------------------------------------------------------- #
 # Backward traversal
 # --------------------------------------------------------------------------- #
-def topological_order(root_functions):
+def topological_order(root_functions, boundary=()):
     """Functions reachable from ``root_functions``, each after every Function that uses its outputs.
 
     A depth-first search with an explicit stack yields a post-order (inputs before users);
-    reversing it gives the order in which gradients can flow back.
+    reversing it gives the order in which gradients can flow back. The walk does not go
+    past a tensor whose id is in ``boundary``.
     """
     order, visited = [], set()
     for root in root_functions:
@@ -186,8 +248,8 @@ def topological_order(root_functions):
         while stack:
             function, pending = stack[-1]
             for tensor in pending:
-                child = tensor.creator
-                if child is not None and id(child) not in visited:
+                child = tensor.grad_fn
+                if child is not None and id(child) not in visited and id(tensor) not in boundary:
                     visited.add(id(child))
                     stack.append((child, iter(child.inputs or ())))
                     break
@@ -198,80 +260,130 @@ def topological_order(root_functions):
     return order
 
 
-def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, inputs=None):
+def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, inputs=None,
+                 accumulate=None, stop_at_inputs=False):
     """Send ``grad_tensors`` back from ``tensors`` through the recorded graph.
 
-    Without ``inputs``: every leaf that requires grad gets its gradient added to ``.grad``
-    (and so does every non-leaf that called ``retain_grad()``).
-    With ``inputs``: nothing is stored; the gradients of those tensors are returned
-    (a list, None where no gradient reached one). This is ``minidl.grad``.
+    ``accumulate`` (the default without ``inputs``): add each gradient into ``.grad`` of the
+    leaves (or of ``inputs`` only), and of the non-leaves that called ``retain_grad()``.
+    Otherwise return the gradients of ``inputs`` (None where none arrived): ``minidl.grad``.
+    ``stop_at_inputs``: do not walk past ``inputs`` (their partial derivatives only).
     """
-    pending = {}  # id(tensor) -> gradient flowing into that tensor so far
-    alive = {}  # id(tensor) -> tensor, so that ids stay unique while we work
-    captured = None if inputs is None else {id(t): None for t in inputs}
-
-    def receive(tensor, grad):
-        key = id(tensor)
-        if captured is not None and key in captured:
-            captured[key] = grad if captured[key] is None else captured[key] + grad
-            if tensor.creator is None:
-                return
-        elif tensor.creator is None:
-            if captured is None:
-                _store_grad(tensor, grad, create_graph)
-            return
-        alive[key] = tensor
-        pending[key] = grad if key not in pending else pending[key] + grad
-
+    accumulate = inputs is None if accumulate is None else accumulate
+    wanted = {} if inputs is None else {id(t): None for t in inputs}
+    arrived = {}  # id(tensor) -> (tensor, sum of the gradients that reached it so far)
     for t, g in zip(tensors, grad_tensors):
-        receive(t, g)
+        _add_gradient(arrived, t, g)
 
-    with _GradMode(create_graph):
-        for function in topological_order([t.creator for t in tensors]):
-            if getattr(function, "_released", False):
-                raise RuntimeError(
-                    f"backward: the graph through {function.name} was already freed by an earlier "
-                    "backward(); pass retain_graph=True to the first backward to go through it twice"
-                )
-            grad_outputs = []
-            for out in function.outputs:
-                g = pending.pop(id(out), None) if out is not None else None
-                if g is not None and out._retains_grad and captured is None:
-                    _store_grad(out, g, create_graph)
-                grad_outputs.append(g)
+    def finish(tensor):  # every gradient of `tensor` has arrived: hooks, then store or hand back
+        grad = _run_hooks(tensor, arrived.pop(id(tensor))[1])
+        if id(tensor) in wanted and not accumulate:
+            wanted[id(tensor)] = grad
+        elif accumulate and (id(tensor) in wanted or inputs is None and (tensor.is_leaf or tensor._retains_grad)):
+            _store_grad(tensor, grad, create_graph)
+        return grad
+
+    boundary = set(wanted) if stop_at_inputs else ()
+    with _Mode(create_graph):
+        for function in topological_order([t.grad_fn for t in tensors if id(t) not in boundary], boundary):
+            outs = function.outputs
+            grad_outputs = [finish(o) if o is not None and id(o) in arrived else None for o in outs]
             if all(g is None for g in grad_outputs):
                 continue
-            grad_outputs = [
-                g if g is not None else _zeros(*function._output_meta[i]) for i, g in enumerate(grad_outputs)
-            ]
-
-            grad_inputs = function.backward(*grad_outputs)
-            if not isinstance(grad_inputs, tuple):
-                grad_inputs = (grad_inputs,)
-            if len(grad_inputs) != len(function.inputs):
-                raise RuntimeError(
-                    f"{function.name}.backward returned {len(grad_inputs)} gradients "
-                    f"for {len(function.inputs)} inputs"
-                )
-            for x, gx in zip(function.inputs, grad_inputs):
-                if gx is None or not x.requires_grad:
-                    continue
-                if gx.shape != x.shape:
-                    raise RuntimeError(
-                        f"{function.name}.backward returned a gradient of shape {gx.shape} "
-                        f"for an input of shape {x.shape}"
-                    )
-                receive(x, gx)
+            for x, gx in zip(function.inputs, _call_backward(function, grad_outputs, create_graph)):
+                if gx is not None and x.requires_grad:
+                    _add_gradient(arrived, x, gx)
             if not retain_graph:
                 function.release()
-    if captured is not None:
-        return [captured[id(t)] for t in inputs]
-    return None
+        for tensor, _ in list(arrived.values()):  # what is left: leaves, and tensors at the boundary
+            finish(tensor)
+    return None if accumulate else list(wanted.values())
+
+
+def _add_gradient(arrived, tensor, grad):
+    key = id(tensor)
+    arrived[key] = (tensor, grad if key not in arrived else arrived[key][1] + grad)
+
+
+def _call_backward(function, grad_outputs, create_graph):
+    """``function``'s gradients for its inputs, as Tensors, after checking that it still can."""
+    if getattr(function, "_released", False):
+        raise RuntimeError(
+            f"backward: the graph through {function.name} was already freed by an earlier "
+            "backward(); pass retain_graph=True to the first backward to go through it twice"
+        )
+    _check_versions(function)
+    grad_outputs = [g if g is not None else _zeros(*function._output_meta[i]) for i, g in enumerate(grad_outputs)]
+    if create_graph and function.composed is not None:
+        grads = _differentiate_composed(function, grad_outputs)
+    else:
+        grads = function.backward(*grad_outputs)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if len(grads) != len(function.inputs):
+        raise RuntimeError(f"{function.name}.backward returned {len(grads)} gradients for {len(function.inputs)} inputs")
+    for i, (x, g) in enumerate(zip(function.inputs, grads)):
+        if g is not None and not isinstance(g, Tensor):
+            raise TypeError(f"{function.name}.backward returned a {type(g).__name__} for input {i}; "
+                            "expected a Tensor or None; wrap arrays as minidl.Tensor(array)")
+        if g is not None and g.shape != x.shape:
+            raise RuntimeError(
+                f"{function.name}.backward returned a gradient of shape {g.shape} for an input of shape {x.shape}"
+            )
+    if is_anomaly_enabled():
+        _check_finite(function, [None if g is None else g.data for g in grads], "backward", "gradient")
+    return grads
+
+
+def _differentiate_composed(function, grad_outputs):
+    """create_graph=True through a fused Function: run its composed twin on the same inputs and
+    let autograd differentiate that, stopping at the inputs (their partial derivatives only)."""
+    inputs = function.inputs
+    wanted = list({id(t): t for t in inputs if t.requires_grad}.values())  # each tensor once
+    outputs = function.composed(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
+    grads = run_backward([o for o, _ in pairs], [g for _, g in pairs], True, True, wanted, False, True)
+    by_id = {id(t): g for t, g in zip(wanted, grads)}
+    return tuple(by_id.pop(id(t), None) for t in inputs)  # a tensor passed twice gets its gradient once
+
+
+def _check_versions(function):
+    """Refuse to run a backward whose saved tensors were changed in place after forward."""
+    for position, (ref, seen) in enumerate(function._versions):
+        t = ref()
+        if t is not None and t._version != seen:
+            role = "input" if position < len(function.inputs) and function.keeps_inputs else "output"
+            raise RuntimeError(
+                f"backward: one of the tensors needed for gradient computation has been modified by an "
+                f"in-place operation: {function.name}'s {role} of shape {t.shape} is at version {t._version}; "
+                f"expected version {seen}. Change it out of place (y = y + 1), or after backward "
+                "(an optimizer step between two backwards over one graph does this)"
+            )
+
+
+def _run_hooks(tensor, grad):
+    for hook in list((tensor._hooks or {}).values()):
+        replaced = hook(grad)
+        if replaced is not None:
+            grad = replaced
+    return grad
+
+
+def gradient_for(tensor, gradient, where: str, position: int = 0):
+    """The gradient to start backward from at ``tensor``: 1 for a scalar when None, else checked."""
+    if gradient is None:
+        return Tensor.wrap(tensor.xp.ones(tensor.shape, dtype=tensor.dtype))
+    if not isinstance(gradient, Tensor):
+        gradient = Tensor.wrap(backend.to_device(backend.numpy.asarray(gradient, dtype=tensor.dtype), tensor.device))
+    if gradient.shape != tensor.shape:
+        raise ValueError(f"{where}: grad_outputs[{position}] has shape {gradient.shape}, but output {position} "
+                         f"has shape {tensor.shape}; expected a gradient of shape {tensor.shape}")
+    return gradient
 
 
 def _zeros(shape, dtype, device):
     """The gradient of an output nobody used: zeros of its shape."""
-    return Tensor(backend.array_module_for(device).zeros(shape, dtype=dtype))
+    return Tensor.wrap(backend.array_module_for(device).zeros(shape, dtype=dtype))
 
 
 def _store_grad(tensor, grad, create_graph):
@@ -279,8 +391,31 @@ def _store_grad(tensor, grad, create_graph):
     if not create_graph:
         grad = grad.detach()
     if grad.dtype != tensor.dtype:
-        grad = grad.astype(tensor.dtype)
+        grad = grad.to(tensor.dtype)
     tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+
+
+def _user_frames():
+    """The call stack without minidl's own frames at the top (where the op was called)."""
+    frames = traceback.extract_stack()[:-2]
+    while frames and "/minidl/" in frames[-1].filename.replace("\\", "/"):
+        frames.pop()
+    return frames
+
+
+def _check_finite(function, arrays, phase, what, nan_only=False):
+    """Anomaly mode: raise, naming ``function`` and where it was created, on a NaN (or inf)."""
+    for i, a in enumerate(arrays):
+        if a is None or a.dtype.kind not in "fc":
+            continue
+        xp = backend.get_array_module(a)
+        bad = xp.isnan(a).any() if nan_only else ~xp.isfinite(a).all()
+        if bool(bad):
+            kind = "NaN" if nan_only or bool(xp.isnan(a).any()) else "inf"
+            raise RuntimeError(
+                f"detect_anomaly: {function.name}'s {phase} returned {kind} values in its {what} {i}. "
+                f"{function.name} was called here:\n{getattr(function, 'stack', '  (not recorded)')}"
+            )
 
 
 from minidl.tensor import Tensor  # noqa: E402  (Functions make Tensors; Tensors are made by Functions)

@@ -1,7 +1,8 @@
 """Making tensors: from data, filled with a constant, ranges, random numbers.
 
 Names and defaults follow PyTorch: floating-point results are float32 unless a
-dtype is given; ``device=None`` means the default device (``set_default_device``).
+dtype is given; ``device=None`` means the default device (``set_default_device``),
+for Python data and numpy arrays alike (a cupy array stays on its GPU).
 """
 
 from __future__ import annotations
@@ -10,7 +11,63 @@ import numpy
 
 from minidl import backend
 from minidl.backend import Device
-from minidl.tensor import Tensor, _to_array
+from minidl.random import default_generator
+
+
+def to_array(data, dtype=None, device=None):
+    """Make a numpy/cupy array from ``data`` with PyTorch's defaults, without copying when none is needed.
+
+    Python floats (and lists of them) become float32, Python ints int64, bools bool;
+    numpy and cupy arrays keep their dtype unless ``dtype`` is given. Host data lands on
+    ``device``, else on the default device; a cupy array stays where it is unless ``device`` is given.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, numpy.generic):  # a numpy scalar: host data, like an array
+        data = numpy.asarray(data)
+    if dtype is not None:
+        dtype = numpy.dtype(dtype)
+    if not (isinstance(data, numpy.ndarray) or backend.is_cupy_array(data)):
+        data = _host_array(data, dtype)
+        dtype = dtype if dtype is not None or data.dtype != numpy.float64 else numpy.dtype(numpy.float32)
+    if dtype is not None and data.dtype != dtype:
+        data = data.astype(dtype)
+    if device is None and not backend.is_cupy_array(data):
+        device = backend.get_default_device()
+    return data if device is None else backend.to_device(data, Device(device))
+
+
+def _host_array(data, dtype):
+    """numpy's reading of Python data (numbers, nested lists), refusing what makes no numeric array."""
+    try:
+        host = numpy.asarray(data)
+    except ValueError:  # ragged nested lists
+        raise ValueError(f"tensor: nested lists of different lengths make no regular array: {data!r:.80}") from None
+    if host.dtype == object or host.dtype.kind in "USV":
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} data {data!r:.80}")
+    return host
+
+
+def is_dtype(value) -> bool:
+    """Whether ``value`` names a dtype ('float64', numpy.float64) rather than a device ('cpu', 'cuda:0')."""
+    if isinstance(value, Device):
+        return False
+    if isinstance(value, str):
+        try:
+            Device(value)
+            return False
+        except ValueError:
+            pass
+    try:
+        numpy.dtype(value)
+        return True
+    except TypeError:
+        return False
+
+
+def _new(array, requires_grad=False) -> "Tensor":
+    """A tensor around an array made here, already on its device."""
+    return Tensor.wrap(array).requires_grad_(requires_grad)
 
 
 def _place(device):
@@ -32,17 +89,17 @@ def _shape(shape, op: str):
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A new tensor holding a copy of ``data`` (a number, nested lists, a numpy/cupy array)."""
     source = data.data if isinstance(data, Tensor) else data
-    array = _to_array(data, dtype, device)
+    array = to_array(data, dtype, device)
     if array is source:  # nothing was converted: copy, so the tensor owns its values
         array = array.copy()
-    return Tensor(array, requires_grad=requires_grad)
+    return _new(array, requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like ``tensor`` but shares ``data``'s memory when no conversion is needed."""
     if isinstance(data, Tensor) and dtype is None and device is None:
         return data
-    return Tensor(_to_array(data, dtype, device))
+    return Tensor.wrap(to_array(data, dtype, device))
 
 
 def full(*shape, fill_value=None, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -56,25 +113,25 @@ def full(*shape, fill_value=None, dtype=None, device=None, requires_grad=False) 
     if dtype is None:
         dtype = numpy.float32 if isinstance(fill_value, float) else numpy.asarray(fill_value).dtype
     with _on(device):
-        return Tensor(xp.full(_shape(shape, "full"), fill_value, dtype=dtype), requires_grad=requires_grad)
+        return _new(xp.full(_shape(shape, "full"), fill_value, dtype=dtype), requires_grad)
 
 
 def zeros(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
     device, xp = _place(device)
     with _on(device):
-        return Tensor(xp.zeros(_shape(shape, "zeros"), dtype=dtype), requires_grad=requires_grad)
+        return _new(xp.zeros(_shape(shape, "zeros"), dtype=dtype), requires_grad)
 
 
 def ones(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
     device, xp = _place(device)
     with _on(device):
-        return Tensor(xp.ones(_shape(shape, "ones"), dtype=dtype), requires_grad=requires_grad)
+        return _new(xp.ones(_shape(shape, "ones"), dtype=dtype), requires_grad)
 
 
 def eye(n, m=None, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
     device, xp = _place(device)
     with _on(device):
-        return Tensor(xp.eye(n, m, dtype=dtype), requires_grad=requires_grad)
+        return _new(xp.eye(n, m, dtype=dtype), requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
@@ -85,29 +142,29 @@ def arange(start, end=None, step=1, dtype=None, device=None) -> Tensor:
         dtype = numpy.int64 if all(isinstance(v, int) for v in (start, end, step)) else numpy.float32
     device, xp = _place(device)
     with _on(device):
-        return Tensor(xp.arange(start, end, step, dtype=dtype))
+        return _new(xp.arange(start, end, step, dtype=dtype))
 
 
 def linspace(start, end, steps, dtype=numpy.float32, device=None) -> Tensor:
     device, xp = _place(device)
     with _on(device):
-        return Tensor(xp.linspace(start, end, steps, dtype=dtype))
+        return _new(xp.linspace(start, end, steps, dtype=dtype))
 
 
 def randn(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
     """Standard normal samples, from the generator seeded by ``minidl.manual_seed``."""
     device, _ = _place(device)
     with _on(device):
-        values = backend.generator(device).standard_normal(_shape(shape, "randn"), dtype=numpy.float64)
-        return Tensor(values.astype(dtype), requires_grad=requires_grad)
+        values = default_generator(device).standard_normal(_shape(shape, "randn"), dtype=numpy.float64)
+        return _new(values.astype(dtype), requires_grad)
 
 
 def rand(*shape, dtype=numpy.float32, device=None, requires_grad=False) -> Tensor:
     """Uniform samples in [0, 1)."""
     device, _ = _place(device)
     with _on(device):
-        values = backend.generator(device).random(_shape(shape, "rand"), dtype=numpy.float64)
-        return Tensor(values.astype(dtype), requires_grad=requires_grad)
+        values = default_generator(device).random(_shape(shape, "rand"), dtype=numpy.float64)
+        return _new(values.astype(dtype), requires_grad)
 
 
 def randint(low, high, shape=None, dtype=numpy.int64, device=None) -> Tensor:
@@ -116,7 +173,7 @@ def randint(low, high, shape=None, dtype=numpy.int64, device=None) -> Tensor:
         low, high, shape = 0, low, high
     device, _ = _place(device)
     with _on(device):
-        return Tensor(backend.generator(device).integers(low, high, size=_shape(shape, "randint")).astype(dtype))
+        return _new(default_generator(device).integers(low, high, size=_shape(shape, "randint")).astype(dtype))
 
 
 def _like(x, dtype, device):
@@ -161,3 +218,6 @@ class _on:
     def __exit__(self, *exc):
         if self.context is not None:  # pragma: no cover
             self.context.__exit__(*exc)
+
+
+from minidl.tensor import Tensor  # noqa: E402  (Tensor(data) converts with to_array: imported last to close the loop)

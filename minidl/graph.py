@@ -17,7 +17,7 @@ def to_dot(output, names=None) -> str:
     def tensor_node(t):
         label = names.get(id(t)) or t.name or ""
         text = f"{label}\\n{tuple(t.shape)} {t.dtype}".strip("\\n")
-        style = ', style=filled, fillcolor="#dbe9f6"' if t.creator is None and t.requires_grad else ""
+        style = ', style=filled, fillcolor="#dbe9f6"' if t.grad_fn is None and t.requires_grad else ""
         lines.append(f'  t{id(t)} [label="{text}", shape=ellipse{style}];')
 
     seen = set()
@@ -28,7 +28,7 @@ def to_dot(output, names=None) -> str:
             tensor_node(t)
 
     ensure(output)
-    for function in reversed(topological_order([output.creator])):
+    for function in reversed(topological_order([output.grad_fn])):
         lines.append(f'  f{id(function)} [label="{function.name}", shape=box];')
         for x in function.inputs or ():
             ensure(x)

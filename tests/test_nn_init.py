@@ -42,7 +42,7 @@ def test_fills_in_place_without_recording():
     w = nn.Parameter(minidl.zeros(3, 4))
     data = w.data
     assert init.uniform_(w, -1, 1) is w
-    assert w.data is data and w.is_leaf and w.creator is None
+    assert w.data is data and w.is_leaf and w.grad_fn is None
     assert init.zeros_(w) is w and np.all(w.numpy() == 0)
     assert np.all(init.ones_(w).numpy() == 1)
     assert np.all(init.constant_(w, 2.5).numpy() == 2.5)

@@ -14,12 +14,14 @@ on a GPU.
     ])
 
 Where the random numbers come from (``generator=`` of every random transform):
-    None              minidl's shared generator for the batch's device, seeded by
+    None              the default generator of the batch's device, seeded by
                       ``minidl.manual_seed`` (the default: reproducible per seed)
-    an int            a private generator seeded with it, made on first use on each device
-    a Generator       a numpy or cupy generator used as it is (its draws are moved to
+    an int            a private ``minidl.Generator`` seeded with it, made on first use on
+                      each device
+    a Generator       a ``minidl.Generator`` (its state can be saved: ``get_state()``),
+                      or a numpy or cupy generator, used as it is (its draws are moved to
                       the batch's device)
-The same seed gives the same decisions every run; numpy and cupy generators differ, so
+The same seed gives the same decisions every run; CPU and GPU generators differ, so
 a seed gives different (equally valid) decisions on the CPU and on a GPU.
 """
 
@@ -29,12 +31,13 @@ import numpy
 
 from minidl import backend
 from minidl.backend import get_array_module
+from minidl.random import Generator, default_generator
 
 
 def check_batch(x, op: str, ndim: int | None = None, min_ndim: int = 1):
     """Raise a clear error unless ``x`` is a numpy or cupy array of the expected rank."""
     if not (isinstance(x, numpy.ndarray) or backend.is_cupy_array(x)):
-        hint = " (pass tensor.data)" if hasattr(x, "data") and hasattr(x, "creator") else ""
+        hint = " (pass tensor.data)" if hasattr(x, "data") and hasattr(x, "grad_fn") else ""
         raise TypeError(f"{op}: expected a numpy or cupy array batch, got {type(x).__name__}{hint}")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{op}: expected a batch with {ndim} dimensions, got shape {x.shape}")
@@ -85,15 +88,16 @@ class Compose(Transform):
 class RandomTransform(Transform):
     """Base class of the random transforms: draws numbers on the batch's device.
 
-    ``generator`` is None (minidl's shared generator), an int seed or a numpy/cupy
-    Generator; see the module docstring.
+    ``generator`` is None (the device's default generator), an int seed, a
+    ``minidl.Generator`` or a numpy/cupy Generator; see the module docstring.
     """
 
     def __init__(self, generator=None):
         is_seed = isinstance(generator, (int, numpy.integer)) and not isinstance(generator, bool)
         if not (generator is None or is_seed or hasattr(generator, "standard_normal")):
             raise TypeError(
-                f"{type(self).__name__}: generator must be None, an int seed or a numpy/cupy Generator, "
+                f"{type(self).__name__}: generator must be None, an int seed, a minidl.Generator "
+                "or a numpy/cupy Generator, "
                 f"got {type(generator).__name__}"
             )
         if is_seed and generator < 0:
@@ -105,10 +109,10 @@ class RandomTransform(Transform):
         """The generator that draws this batch's random numbers."""
         device = backend.device_of(batch)
         if self.generator is None:
-            return backend.generator(device)
+            return default_generator(device)
         if isinstance(self.generator, (int, numpy.integer)):
             if str(device) not in self._seeded:
-                self._seeded[str(device)] = backend.backend_for(batch).make_generator(int(self.generator))
+                self._seeded[str(device)] = Generator(device).manual_seed(int(self.generator))
             return self._seeded[str(device)]
         return self.generator
 

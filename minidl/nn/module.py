@@ -14,7 +14,8 @@ import numpy
 
 from minidl import backend
 from minidl.autograd import no_grad
-from minidl.tensor import Tensor, is_dtype
+from minidl.creation import is_dtype
+from minidl.tensor import Tensor
 
 
 class Parameter(Tensor):

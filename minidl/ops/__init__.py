@@ -65,3 +65,6 @@ __all__ = [
 __all__ += ["gru_cell", "lstm_cell", "rnn_relu_cell", "rnn_tanh_cell"]  # ops.recurrence stays in ops
 __all__ += ["conv1d", "conv2d", "fold", "unfold", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
             "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]  # convolution and pooling
+
+from minidl.ops.inplace import index_put, replace_values  # noqa: E402  (used by the in-place Tensor methods)
+from minidl.ops import methods  # noqa: E402,F401  (attaches the operators and methods to Tensor)
