@@ -21,79 +21,11 @@ there is no recursion, so a chain of 100,000 ops is fine.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import traceback
 import weakref
 
 from minidl import backend
-
-# --------------------------------------------------------------------------- #
-# Modes: grad recording, anomaly detection
-# --------------------------------------------------------------------------- #
-_state = threading.local()
-
-
-def is_grad_enabled() -> bool:
-    """Whether ops currently record the graph."""
-    return getattr(_state, "enabled", True)
-
-
-def is_anomaly_enabled() -> bool:
-    """Whether ops keep their creation stack and every gradient is checked for NaN/inf."""
-    return getattr(_state, "anomaly", False)
-
-
-def set_detect_anomaly(mode: bool) -> None:
-    """Turn anomaly detection on or off (slow: for finding the op behind a NaN, not for training)."""
-    _state.anomaly = bool(mode)
-
-
-class _Mode(contextlib.ContextDecorator):
-    """Context manager and decorator that sets one flag of ``_state`` and restores it on exit."""
-
-    flag = "enabled"
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-
-    def __enter__(self):
-        self.previous = getattr(_state, self.flag, self.flag == "enabled")
-        setattr(_state, self.flag, self.enabled)
-        return self
-
-    def __exit__(self, *exc):
-        setattr(_state, self.flag, self.previous)
-        return False
-
-    def _recreate_cm(self):  # each call of a decorated function gets its own saved state
-        return type(self)(self.enabled)
-
-
-def no_grad(func=None):
-    """Record nothing inside: ``with minidl.no_grad(): ...``, ``@minidl.no_grad()`` or ``@minidl.no_grad``."""
-    mode = _Mode(False)
-    return mode if func is None else mode(func)
-
-
-def enable_grad(func=None):
-    """Record the graph inside, even within ``no_grad`` (a context manager or a decorator, like no_grad)."""
-    mode = _Mode(True)
-    return mode if func is None else mode(func)
-
-
-class set_grad_enabled(_Mode):
-    """``with set_grad_enabled(training): ...``"""
-
-
-class detect_anomaly(_Mode):
-    """``with detect_anomaly(): loss.backward()``: the first op whose forward makes a NaN, or whose
-    backward returns a NaN or inf, raises an error that shows where in your code that op was called."""
-
-    flag = "anomaly"
-
-    def __init__(self, enabled: bool = True):
-        super().__init__(enabled)
+from minidl.grad_mode import _Mode, check_finite, is_anomaly_enabled, is_grad_enabled, user_frames
+from minidl.grad_mode import detect_anomaly, enable_grad, no_grad, set_detect_anomaly, set_grad_enabled  # noqa: F401
 
 
 class RemovableHandle:
@@ -137,8 +69,8 @@ class Function:
         single = not isinstance(result, tuple)
         outputs = tuple(_output_tensor(r, inputs) for r in ((result,) if single else result))
         if is_anomaly_enabled():
-            self.stack = "".join(traceback.format_list(_user_frames()))
-            _check_finite(self, [o.data for o in outputs], "forward", "output", nan_only=True)
+            self.stack = user_frames()
+            check_finite(self, [o.data for o in outputs], "forward", "output", nan_only=True)
         if self.differentiable and is_grad_enabled() and any(t.requires_grad for t in inputs):
             self._record(inputs, outputs)
         return outputs[0] if single else outputs
@@ -206,27 +138,6 @@ def check_same_device(function, tensors) -> None:
                 f"{function.name}: expected all inputs on one device, "
                 f"got tensors on '{first}' and '{t.device}'; move them with .to(device) first"
             )
-
-
-def as_tensor_like(value, others):
-    """Wrap a Python scalar or array as a constant Tensor that matches the other inputs.
-
-    A Python number takes the dtype and device of the first Tensor among ``others``
-    (so ``x * 2`` stays float32); an array keeps its own dtype.
-    """
-    if isinstance(value, Tensor):
-        return value
-    like = next((o for o in others if isinstance(o, Tensor)), None)
-    if like is None:
-        return Tensor(value)
-    if isinstance(value, (bool, int, float)):
-        dtype = like.dtype
-        if isinstance(value, float) and dtype.kind in "iub":
-            dtype = backend.numpy.dtype(backend.numpy.float32)
-        elif not isinstance(value, bool) and dtype.kind == "b":  # mask * 2 counts, like PyTorch
-            dtype = backend.numpy.dtype(backend.numpy.int64)
-        return Tensor.wrap(like.xp.asarray(value, dtype=dtype))
-    return Tensor.wrap(backend.to_device(value, like.device))
 
 
 # --------------------------------------------------------------------------- #
@@ -313,7 +224,8 @@ def _call_backward(function, grad_outputs, create_graph):
             "backward(); pass retain_graph=True to the first backward to go through it twice"
         )
     _check_versions(function)
-    grad_outputs = [g if g is not None else _zeros(*function._output_meta[i]) for i, g in enumerate(grad_outputs)]
+    zeros = lambda shape, dtype, device: Tensor.wrap(backend.array_module_for(device).zeros(shape, dtype))  # noqa: E731
+    grad_outputs = [g if g is not None else zeros(*meta) for g, meta in zip(grad_outputs, function._output_meta)]
     if create_graph and function.composed is not None:
         grads = _differentiate_composed(function, grad_outputs)
     else:
@@ -330,7 +242,7 @@ def _call_backward(function, grad_outputs, create_graph):
                 f"{function.name}.backward returned a gradient of shape {g.shape} for an input of shape {x.shape}"
             )
     if is_anomaly_enabled():
-        _check_finite(function, [None if g is None else g.data for g in grads], "backward", "gradient")
+        check_finite(function, [None if g is None else g.data for g in grads], "backward", "gradient")
     return grads
 
 
@@ -369,23 +281,6 @@ def _run_hooks(tensor, grad):
     return grad
 
 
-def gradient_for(tensor, gradient, where: str, position: int = 0):
-    """The gradient to start backward from at ``tensor``: 1 for a scalar when None, else checked."""
-    if gradient is None:
-        return Tensor.wrap(tensor.xp.ones(tensor.shape, dtype=tensor.dtype))
-    if not isinstance(gradient, Tensor):
-        gradient = Tensor.wrap(backend.to_device(backend.numpy.asarray(gradient, dtype=tensor.dtype), tensor.device))
-    if gradient.shape != tensor.shape:
-        raise ValueError(f"{where}: grad_outputs[{position}] has shape {gradient.shape}, but output {position} "
-                         f"has shape {tensor.shape}; expected a gradient of shape {tensor.shape}")
-    return gradient
-
-
-def _zeros(shape, dtype, device):
-    """The gradient of an output nobody used: zeros of its shape."""
-    return Tensor.wrap(backend.array_module_for(device).zeros(shape, dtype=dtype))
-
-
 def _store_grad(tensor, grad, create_graph):
     """Add ``grad`` into ``tensor.grad`` (detached unless building a graph of gradients)."""
     if not create_graph:
@@ -395,27 +290,5 @@ def _store_grad(tensor, grad, create_graph):
     tensor.grad = grad if tensor.grad is None else tensor.grad + grad
 
 
-def _user_frames():
-    """The call stack without minidl's own frames at the top (where the op was called)."""
-    frames = traceback.extract_stack()[:-2]
-    while frames and "/minidl/" in frames[-1].filename.replace("\\", "/"):
-        frames.pop()
-    return frames
-
-
-def _check_finite(function, arrays, phase, what, nan_only=False):
-    """Anomaly mode: raise, naming ``function`` and where it was created, on a NaN (or inf)."""
-    for i, a in enumerate(arrays):
-        if a is None or a.dtype.kind not in "fc":
-            continue
-        xp = backend.get_array_module(a)
-        bad = xp.isnan(a).any() if nan_only else ~xp.isfinite(a).all()
-        if bool(bad):
-            kind = "NaN" if nan_only or bool(xp.isnan(a).any()) else "inf"
-            raise RuntimeError(
-                f"detect_anomaly: {function.name}'s {phase} returned {kind} values in its {what} {i}. "
-                f"{function.name} was called here:\n{getattr(function, 'stack', '  (not recorded)')}"
-            )
-
-
-from minidl.tensor import Tensor  # noqa: E402  (Functions make Tensors; Tensors are made by Functions)
+from minidl.tensor import Tensor  # noqa: E402,I001  (Tensor and creation are built on Function:
+from minidl.creation import as_tensor_like  # noqa: E402  imported last to close the loop)

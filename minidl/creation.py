@@ -48,6 +48,39 @@ def _host_array(data, dtype):
     return host
 
 
+def as_tensor_like(value, others):
+    """Wrap a Python scalar or array as a constant Tensor that matches the other inputs.
+
+    A Python number takes the dtype and device of the first Tensor among ``others``
+    (so ``x * 2`` stays float32); an array keeps its own dtype.
+    """
+    if isinstance(value, Tensor):
+        return value
+    like = next((o for o in others if isinstance(o, Tensor)), None)
+    if like is None:
+        return Tensor(value)
+    if isinstance(value, (bool, int, float)):
+        dtype = like.dtype
+        if isinstance(value, float) and dtype.kind in "iub":
+            dtype = numpy.dtype(numpy.float32)
+        elif not isinstance(value, bool) and dtype.kind == "b":  # mask * 2 counts, like PyTorch
+            dtype = numpy.dtype(numpy.int64)
+        return Tensor.wrap(like.xp.asarray(value, dtype=dtype))
+    return Tensor.wrap(backend.to_device(value, like.device))
+
+
+def gradient_for(tensor, gradient, where: str, position: int = 0):
+    """The gradient to start backward from at ``tensor``: 1 for a scalar when None, else checked."""
+    if gradient is None:
+        return Tensor.wrap(tensor.xp.ones(tensor.shape, dtype=tensor.dtype))
+    if not isinstance(gradient, Tensor):
+        gradient = Tensor.wrap(backend.to_device(numpy.asarray(gradient, dtype=tensor.dtype), tensor.device))
+    if gradient.shape != tensor.shape:
+        raise ValueError(f"{where}: grad_outputs[{position}] has shape {gradient.shape}, but output {position} "
+                         f"has shape {tensor.shape}; expected a gradient of shape {tensor.shape}")
+    return gradient
+
+
 def is_dtype(value) -> bool:
     """Whether ``value`` names a dtype ('float64', numpy.float64) rather than a device ('cpu', 'cuda:0')."""
     if isinstance(value, Device):

@@ -5,15 +5,8 @@ are the ops of ``minidl.ops``, attached in ``minidl/ops/methods.py``; this file 
 what makes a Tensor a node of the graph: ``grad``, ``grad_fn``, ``requires_grad``,
 ``backward()``, hooks, and the in-place changes with their version counter.
 
-In-place changes (``x += 1``, ``x.add_(y)``, ``x[0] = 5``, ``x.zero_()``) follow PyTorch:
-
-* on a leaf that requires grad they are refused unless grad mode is off (``no_grad()``),
-  which is where an optimizer updates its parameters;
-* each one bumps ``x._version``; an op that keeps ``x`` for its backward remembers the
-  version it saw, and backward refuses to use ``x`` if the version moved (its values changed);
-* while the graph is being recorded, ``x.add_(y)`` is ``x = x + y`` done to this very
-  object: x takes the new values and ``grad_fn``, and a stand-in for the old x stays in
-  the graph where the old x was used.
+In-place changes (``x += 1``, ``x.add_(y)``, ``x[0] = 5``, ``x.zero_()``) follow PyTorch's
+rules, with a version counter that backward checks: see ``_change_in_place``.
 """
 
 from __future__ import annotations
@@ -77,11 +70,8 @@ class Tensor:
         """The shape (PyTorch spelling), or the length of one dimension."""
         return self.shape if dim is None else self.shape[dim]
 
-    def numel(self) -> int:
-        return int(self.data.size)
-
-    def dim(self) -> int:
-        return self.ndim
+    numel = lambda self: int(self.data.size)  # noqa: E731
+    dim = lambda self: self.ndim  # noqa: E731
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -114,14 +104,9 @@ class Tensor:
             raise ValueError(f"item: only one-element tensors can be converted, got shape {self.shape}")
         return self.data.item()
 
-    def tolist(self):
-        return backend.to_numpy(self.data).tolist()
-
-    def __float__(self):
-        return float(self.item())
-
-    def __int__(self):
-        return int(self.item())
+    tolist = lambda self: backend.to_numpy(self.data).tolist()  # noqa: E731
+    __float__ = lambda self: float(self.item())  # noqa: E731
+    __int__ = lambda self: int(self.item())  # noqa: E731
 
     def __bool__(self):
         if self.data.size != 1:
@@ -152,7 +137,7 @@ class Tensor:
                 f"backward: grad can be implicitly created only for scalar outputs, got shape {self.shape}; "
                 "pass gradient= (a tensor of that shape) or reduce to a scalar first (e.g. .sum())"
             )
-        gradient = autograd.gradient_for(self, gradient, "backward")
+        gradient = creation.gradient_for(self, gradient, "backward")
         retain_graph = create_graph if retain_graph is None else retain_graph
         autograd.run_backward([self], [gradient], retain_graph, create_graph, inputs, accumulate=True)
 
@@ -192,9 +177,16 @@ class Tensor:
     # In place: every change goes through _change_in_place
     # ------------------------------------------------------------------ #
     def _change_in_place(self, op: str, new_values, *others):
-        """Give this tensor the values ``new_values(old)`` (a function of Tensors), keeping its
-        identity. ``others`` are the other tensors taking part: if any requires grad, or this
-        one does, and grad mode is on, the change is recorded in the graph."""
+        """Give this tensor the values ``new_values(old)`` (a function of Tensors), keeping its identity.
+
+        * On a leaf that requires grad it is refused unless grad mode is off (``no_grad()``),
+          which is where an optimizer updates its parameters.
+        * It bumps ``self._version``; an op that keeps this tensor for its backward remembers the
+          version it saw, and backward refuses to run if the version moved (the values changed).
+        * While the graph is recorded (grad mode on, and this tensor or one of ``others`` requires
+          grad), ``x.add_(y)`` is ``x = x + y`` done to this very object: x takes the new values and
+          grad_fn, and a stand-in for the old x stays in the graph where the old x was used.
+        """
         recording = autograd.is_grad_enabled() and (
             self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others))
         if recording and self.grad_fn is None and self.requires_grad:
