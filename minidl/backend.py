@@ -174,10 +174,6 @@ class NumpyBackend:
         """target[indices] += values, accumulating repeated indices (in place)."""
         numpy.add.at(target, indices, values)
 
-    @staticmethod
-    def make_generator(seed):
-        return numpy.random.default_rng(seed)
-
 
 class CupyBackend:  # pragma: no cover - exercised on the GPU machine
     """Operations whose cupy spelling differs from numpy's."""
@@ -189,46 +185,9 @@ class CupyBackend:  # pragma: no cover - exercised on the GPU machine
     def scatter_add(target, indices, values):
         cupyx.scatter_add(target, indices, values)
 
-    @staticmethod
-    def make_generator(seed):
-        """cupy's Generator has what minidl draws on a device: random(size, dtype),
-        standard_normal(size, dtype), integers(low, high, size), uniform. It has no
-        permutation or choice, so shuffles are drawn on the host (see DataLoader)."""
-        return cupy.random.default_rng(seed)
-
 
 def backend_for(array_or_module):
     """The backend table entry for an array (or for the array module itself)."""
     if array_or_module is cupy and cupy is not None or is_cupy_array(array_or_module):
         return CupyBackend
     return NumpyBackend
-
-
-# --------------------------------------------------------------------------- #
-# Random numbers: one seeded generator per backend
-# --------------------------------------------------------------------------- #
-_generators: dict = {}
-_seed = None
-
-
-def manual_seed(seed: int) -> None:
-    """Seed every random generator minidl uses (numpy's, and cupy's when present)."""
-    global _seed
-    if not isinstance(seed, (int, numpy.integer)) or seed < 0:
-        raise ValueError(f"manual_seed: expected a non-negative integer, got {seed!r}")
-    _seed = int(seed)
-    _generators.clear()
-
-
-def generator(device: Device):
-    """The shared random generator for ``device`` (numpy's Generator or cupy's)."""
-    device = Device(device)
-    key = str(device)
-    if key not in _generators:
-        if device.type == "cpu":
-            _generators[key] = NumpyBackend.make_generator(_seed)
-        else:  # pragma: no cover
-            check_device_usable(device)
-            with cupy.cuda.Device(device.index):
-                _generators[key] = CupyBackend.make_generator(_seed)
-    return _generators[key]

@@ -16,7 +16,8 @@ just as cupy.ndarray is not), holding cupy's rules about meeting host data:
 * ``cupy.f(host_array)`` raises, except ``array``/``asarray`` (which copy to the device);
 * indices may be host arrays or lists; a basic-slice assignment of a host array raises;
 * reductions and scalar indexing give 0-d device arrays, not numpy scalars;
-* ``cupy.random.default_rng`` has cupy's methods only (no permutation, choice, normal);
+* ``cupy.random.default_rng`` has cupy's methods only (no permutation, choice, normal), and its
+  bit generators (XORWOW, Philox4x3210 ...) keep their state unreadable, as cupy's do;
 * ``cupyx.scatter_add`` takes only cupy's dtypes (no int64 target with array indices).
 
 What a green run under the fake proves: the cupy branches of minidl run, keep device data on
@@ -278,12 +279,44 @@ def get_default_memory_pool():
     return _POOL
 
 
-class _Generator:
-    """cupy.random.Generator: random, standard_normal, uniform, integers ... all on the device.
-    Like cupy's it has no permutation, choice, shuffle or normal (AttributeError)."""
+class _BitGenerator:
+    """cupy.random's cuRAND bit generators (XORWOW, MRG32k3a, Philox4x3210): seeded as cupy seeds
+    them, through numpy's SeedSequence down to one 32-bit cuRAND seed. Their state lives on the
+    GPU and, as in cupy, cannot be read back (no ``state`` dict, no jump or advance)."""
 
-    def __init__(self, seed=None):
-        self._rng = numpy.random.default_rng(seed)
+    def __init__(self, seed=None, *, size=-1):
+        if isinstance(seed, ndarray):
+            seed = seed.get()
+        sequence = seed if isinstance(seed, numpy.random.SeedSequence) else numpy.random.SeedSequence(seed)
+        self._seed = sequence.generate_state(1, numpy.uint32)[0]  # cupy: "seed with the 64th bit set" breaks cuRAND
+        self._bits = numpy.random.Philox(int(self._seed))  # another stream than cuRAND's; same seed, same numbers
+
+    def random_raw(self, size=None, output=True):
+        values = _device(numpy.asarray(self._bits.random_raw(size) & 0xFFFFFFFF).astype(numpy.int32))
+        return values if output else None
+
+
+class _XORWOW(_BitGenerator):
+    pass
+
+
+class _MRG32k3a(_BitGenerator):
+    pass
+
+
+class _Philox4x3210(_BitGenerator):
+    pass
+
+
+class _Generator:
+    """cupy.random.Generator(bit_generator): random, standard_normal, uniform, integers ... all on the
+    device. Like cupy's it has no permutation, choice, shuffle or normal (AttributeError)."""
+
+    def __init__(self, bit_generator):
+        if not isinstance(bit_generator, _BitGenerator):
+            raise TypeError(f"cupy.random.Generator: expected a cupy BitGenerator, got {type(bit_generator).__name__}")
+        self.bit_generator = bit_generator
+        self._rng = numpy.random.Generator(bit_generator._bits)
 
     def random(self, size=None, dtype=numpy.float64, out=None):
         return _device(numpy.asarray(self._rng.random(size, dtype=numpy.dtype(dtype))))
@@ -301,10 +334,11 @@ class _Generator:
 
 
 class _Random(_Namespace):
-    Generator = _Generator
+    Generator, BitGenerator = _Generator, _BitGenerator
+    XORWOW, MRG32k3a, Philox4x3210 = _XORWOW, _MRG32k3a, _Philox4x3210
 
     def default_rng(self, seed=None):
-        return _Generator(seed)
+        return _Generator(_XORWOW(seed))  # cupy's default bit generator
 
 
 random = _Random(numpy.random)
@@ -327,10 +361,11 @@ cupyx = types.SimpleNamespace(scatter_add=_scatter_add)
 def install():
     """Make minidl see one GPU, 'cuda:0', backed by this module."""
     from minidl import backend
+    from minidl import random as random_state
 
     module = sys.modules[__name__]
     backend.cupy, backend.cupyx, backend.CupyBackend.xp = module, cupyx, module
-    backend._generators.clear()
+    random_state._default_generators.clear()  # none was made for a GPU that was not there
 
 
 if __name__ == "__main__":  # python tests/fakecupy.py SCRIPT|-m MODULE [ARGS...], with the fake GPU

@@ -240,7 +240,7 @@ def test_manual_seed_makes_random_tensors_repeat(device):
 
 def test_generator_is_shared_per_device():
     minidl.manual_seed(5)
-    assert backend.generator("cpu") is backend.generator(Device("cpu"))
+    assert minidl.random.default_generator("cpu") is minidl.random.default_generator(Device("cpu"))
 
 
 @pytest.mark.parametrize("seed", [-1, 1.5, "7"])

@@ -67,6 +67,51 @@ def test_shuffle_is_reproducible_per_seed_and_changes_every_epoch():
     np.testing.assert_array_equal(two_epochs(np.random.default_rng(7))[0], first)  # a Generator works too
 
 
+def test_a_minidl_generator_shuffles_as_numpy_does_and_an_int_seed_becomes_one():
+    reference = np.random.default_rng(4)  # minidl's CPU generator is numpy's default_rng(seed)
+    loader = DataLoader(ids_dataset(20), batch_size=20, shuffle=True, generator=minidl.Generator().manual_seed(4))
+    for _ in range(2):
+        np.testing.assert_array_equal(epoch_ids(loader)[0], reference.permutation(20))
+    seeded = DataLoader(ids_dataset(20), shuffle=True, generator=4)
+    assert isinstance(seeded.generator, minidl.Generator) and seeded.generator.initial_seed() == 4
+
+
+def orders(loader, epochs):
+    return [np.concatenate(epoch_ids(loader)) for _ in range(epochs)]
+
+
+def test_generator_state_saved_at_an_epoch_boundary_resumes_the_same_orders(tmp_path):
+    def make(seed):
+        return DataLoader(ids_dataset(30), batch_size=7, shuffle=True, generator=minidl.Generator().manual_seed(seed))
+
+    straight = orders(make(11), 4)
+    stopped = make(11)
+    orders(stopped, 2)
+    minidl.save({"loader_rng": stopped.generator.get_state()}, tmp_path / "ckpt.npz")
+    resumed = make(999)  # a fresh loader, another seed: the restored state must win
+    resumed.generator.set_state(minidl.load(tmp_path / "ckpt.npz")["loader_rng"])
+    for expected, got in zip(straight[2:], orders(resumed, 2)):
+        np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(straight[2], straight[3])
+
+
+def test_without_a_generator_the_cpu_rng_state_resumes_the_orders():
+    loader = DataLoader(ids_dataset(25), batch_size=25, shuffle=True)
+    state = minidl.get_rng_state()
+    first = orders(loader, 2)
+    minidl.manual_seed(123)
+    minidl.set_rng_state(state)
+    for expected, got in zip(first, orders(DataLoader(ids_dataset(25), batch_size=25, shuffle=True), 2)):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not minidl.cuda.is_available(), reason="needs cupy and a GPU")
+def test_a_gpu_generator_is_refused_because_orders_are_drawn_on_the_host():
+    with pytest.raises(ValueError, match="DataLoader: the generator must be on the CPU .* got one on 'cuda:0'"):
+        DataLoader(ids_dataset(4), shuffle=True, generator=minidl.Generator("cuda"))
+
+
 def test_shuffle_without_a_generator_follows_manual_seed():
     def one_epoch():
         return epoch_ids(DataLoader(ids_dataset(30), batch_size=30, shuffle=True))[0]
@@ -179,9 +224,13 @@ def test_collate_fn_over_an_array_dataset_is_used():
     assert isinstance(batch, minidl.Tensor) and batch.shape == (4, 2)
 
 
-def test_empty_dataset_gives_no_batches():
-    loader = DataLoader(ArrayDataset(np.zeros((0, 2))), batch_size=3, shuffle=True)
-    assert len(loader) == 0 and list(loader) == []
+def test_empty_dataset_gives_no_batches_unshuffled_and_refuses_to_shuffle():
+    loader = DataLoader(ArrayDataset(np.zeros((0, 2))), batch_size=3, shuffle=False)
+    assert len(loader) == 0 and list(loader) == [] and list(loader) == []
+    generic = DataLoader(ArrayDataset(np.zeros((0, 2))), batch_size=3, collate_fn=list)
+    assert list(generic) == []
+    with pytest.raises(ValueError, match="DataLoader: the dataset is empty"):
+        DataLoader(ArrayDataset(np.zeros((0, 2))), batch_size=3, shuffle=True)
 
 
 def test_loader_errors():
@@ -190,8 +239,10 @@ def test_loader_errors():
         DataLoader(dataset, batch_size=0)
     with pytest.raises(TypeError, match="DataLoader: dataset must have __len__ and __getitem__, got int"):
         DataLoader(3)
-    with pytest.raises(TypeError, match="DataLoader: generator must be None, an int seed or a numpy Generator"):
+    with pytest.raises(TypeError, match="DataLoader: generator must be None, a minidl.Generator, an int seed or a numpy"):
         DataLoader(dataset, generator="seed")
+    with pytest.raises(ValueError, match="DataLoader: a generator seed must be a non-negative int, got -1"):
+        DataLoader(dataset, generator=-1)
     with pytest.raises(TypeError, match="DataLoader: transform must be callable or None"):
         DataLoader(dataset, transform=3)
     with pytest.raises(TypeError, match="DataLoader: collate_fn must be callable or None"):

@@ -146,7 +146,7 @@ def test_crop_errors():
         T.RandomCrop(0)
     with pytest.raises(ValueError, match=r"RandomCrop: expected a batch with 4 dimensions, got shape \(4, 4\)"):
         T.RandomCrop(2)(np.zeros((4, 4), np.float32))
-    with pytest.raises(TypeError, match="RandomCrop: generator must be None, an int seed or a numpy/cupy Generator"):
+    with pytest.raises(TypeError, match="RandomCrop: generator must be None, an int seed, a minidl.Generator or a numpy/cupy"):
         T.RandomCrop(2, generator="seed")
 
 
@@ -193,6 +193,20 @@ def test_default_generator_follows_manual_seed_and_numpy_generators_work(device)
     np.testing.assert_array_equal(backend.to_numpy(pipeline(None)(x)), first)
     out = pipeline(np.random.default_rng(0))(x)  # a host generator drives a batch on any device
     assert backend.device_of(out) == device
+
+
+def test_a_minidl_generator_drives_augmentation_and_its_state_repeats_it(device):
+    x = on(device, distinct_images(16, 1, 4, 4))
+    generator = minidl.Generator(device).manual_seed(5)
+    augment = pipeline(generator)
+    state = generator.get_state()
+    first = backend.to_numpy(augment(x))
+    assert not np.array_equal(backend.to_numpy(augment(x)), first)  # the stream moved on
+    generator.set_state(state)
+    np.testing.assert_array_equal(backend.to_numpy(augment(x)), first)
+    flip = T.RandomHorizontalFlip(generator=5)  # an int seed: a private minidl.Generator per device
+    made = flip.generator_for(x)
+    assert isinstance(made, minidl.Generator) and made.initial_seed() == 5 and made.device == device
 
 
 def test_large_batch_of_cifar_sized_images(device):

@@ -39,6 +39,7 @@ LAYER_OF = {
     "minidl.bench": "top",
     "minidl.exercises": "top",
     "minidl.backend": "backend",
+    "minidl.random": "backend",
     "minidl.autograd": "core",
     "minidl.tensor": "core",
     "minidl.creation": "core",

@@ -10,11 +10,32 @@ from minidl import backend
 from minidl.backend import Device
 from minidl.data.collate import default_collate
 from minidl.data.dataset import ArrayDataset
+from minidl.random import Generator, default_generator
 from minidl.tensor import Tensor
 
 
 def _is_seed(value) -> bool:
     return isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
+
+
+def _shuffle_generator(generator):
+    """What draws the shuffles: None (the CPU default generator), a CPU minidl.Generator (an
+    int seed makes one) or a numpy Generator. Orders are drawn on the host, so no GPU one."""
+    if _is_seed(generator):
+        if generator < 0:
+            raise ValueError(f"DataLoader: a generator seed must be a non-negative int, got {generator}")
+        return Generator("cpu").manual_seed(int(generator))
+    if isinstance(generator, Generator) and generator.device.type != "cpu":
+        raise ValueError(
+            f"DataLoader: the generator must be on the CPU (shuffles are drawn on the host), "
+            f"got one on '{generator.device}'; use minidl.Generator('cpu')"
+        )
+    if not (generator is None or isinstance(generator, (Generator, numpy.random.Generator))):
+        raise TypeError(
+            "DataLoader: generator must be None, a minidl.Generator, an int seed or a numpy Generator, "
+            f"got {type(generator).__name__}"
+        )
+    return generator
 
 
 def _labels_as_int64(array):
@@ -51,10 +72,19 @@ class DataLoader:
     Arguments
     ---------
     device     where batches go (default: minidl's default device).
-    generator  the shuffle's randomness: an int seed or a numpy Generator; None uses
-               minidl's CPU generator (seeded by ``minidl.manual_seed``). Orders are drawn
+    generator  the shuffle's randomness: a CPU ``minidl.Generator`` (as PyTorch's), an
+               int seed (made into one: ``loader.generator``) or a numpy Generator; None
+               uses the CPU default generator (``minidl.manual_seed``). Orders are drawn
                on the host, so a seed gives the same order on the CPU and on a GPU;
                each epoch continues the stream, so epochs differ.
+
+    Resuming: an epoch's order is drawn when its ``for`` loop starts. Save
+    ``loader.generator.get_state()`` (or ``minidl.get_rng_state()`` when generator is None)
+    between epochs, ``set_state`` it into a fresh loader's generator, and the epochs that
+    follow come in the same orders as if the run had never stopped.
+
+    A shuffled loader needs at least one sample (ValueError otherwise, as PyTorch's
+    RandomSampler); an unshuffled loader over an empty dataset yields no batches.
     """
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, *, drop_last: bool = False,
@@ -66,12 +96,8 @@ class DataLoader:
         for name, fn in (("transform", transform), ("collate_fn", collate_fn)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"DataLoader: {name} must be callable or None, got {type(fn).__name__}")
-        if _is_seed(generator):
-            generator = numpy.random.default_rng(int(generator))
-        elif not (generator is None or isinstance(generator, numpy.random.Generator)):
-            raise TypeError(
-                f"DataLoader: generator must be None, an int seed or a numpy Generator, got {type(generator).__name__}"
-            )
+        if shuffle and len(dataset) == 0:
+            raise ValueError("DataLoader: the dataset is empty (0 samples); shuffle=True needs at least one sample")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -80,7 +106,7 @@ class DataLoader:
         backend.check_device_usable(self.device)
         self.transform = transform
         self.collate_fn = collate_fn
-        self.generator = generator
+        self.generator = _shuffle_generator(generator)
         self._arrays = None  # the dataset's arrays on self.device, for the fast path
         if isinstance(dataset, ArrayDataset) and collate_fn is None:
             self._arrays = tuple(_labels_as_int64(a) for a in dataset.to(self.device).arrays)
@@ -94,7 +120,7 @@ class DataLoader:
         n = len(self.dataset)
         if not self.shuffle:
             return numpy.arange(n)
-        generator = backend.generator("cpu") if self.generator is None else self.generator
+        generator = default_generator("cpu") if self.generator is None else self.generator
         return generator.permutation(n)
 
     def __iter__(self):

@@ -29,6 +29,7 @@ from minidl.ops.loss import (  # noqa: F401
     nll_loss,
 )
 from minidl.ops.norm import batch_norm_eval, batch_norm_train
+from minidl.random import default_generator
 from minidl.tensor import Tensor
 
 
@@ -97,7 +98,7 @@ def dropout(input, p=0.5, training=True):
         return input
     if p == 1.0:
         return input * 0.0
-    uniform = backend.generator(input.device).random(input.shape, dtype=numpy.float32)
+    uniform = default_generator(input.device).random(input.shape, dtype=numpy.float32)
     kept = (uniform >= p).astype(input.dtype)
     return input * Tensor(kept * kept.dtype.type(1.0 / (1.0 - p)))
 

@@ -1,8 +1,9 @@
 """Weight initialisation, with PyTorch's names and formulas (``torch.nn.init``).
 
 Every function fills a tensor (usually a Parameter) in place, records nothing for
-autograd, and returns it. Random values come from ``generator`` when given (a numpy
-or cupy generator), else from minidl's shared generator for the tensor's device, so
+autograd, and returns it. Random values come from ``generator`` when given (a
+``minidl.Generator``, or a numpy or cupy generator; on any device, the values are moved
+to the tensor's), else from the default generator of the tensor's device, so
 ``minidl.manual_seed`` makes them repeatable.
 
 Why the scales? A layer y = W x with fan_in inputs of variance 1 gives outputs of
@@ -22,6 +23,7 @@ import numpy
 
 from minidl import backend
 from minidl.autograd import no_grad
+from minidl.random import default_generator
 
 
 def calculate_gain(nonlinearity: str, param=None) -> float:
@@ -80,7 +82,7 @@ def _fill(tensor, values):
 
 
 def _generator(tensor, generator):
-    return backend.generator(tensor.device) if generator is None else generator
+    return default_generator(tensor.device) if generator is None else generator
 
 
 def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
