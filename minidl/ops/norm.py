@@ -16,13 +16,15 @@ The last line is what the chain rule gives through mu and var, simplified: the t
 subtracted terms remove the parts of gy that the normalisation cancels (a shift of
 every value, and a scaling of every value). Composing mean, var, sub, div, mul gives
 the same numbers (tests/test_ops_norm.py checks it) with several more passes over x.
+That composition is the op's ``composed`` twin: for gradients of gradients
+(create_graph=True) the engine differentiates it instead of the array backward.
 """
 
 from __future__ import annotations
 
 from minidl import backend
-from minidl.autograd import Function, is_grad_enabled
-from minidl.ops.reduce import mean, sum as sum_
+from minidl.autograd import Function
+from minidl.ops.reduce import mean
 from minidl.ops.shape import reshape
 from minidl.tensor import Tensor
 
@@ -43,6 +45,9 @@ class BatchNorm(Function):
     d_beta = sum(gy),  d_gamma = sum(gy * x_hat),
     d_x = gamma / sqrt(var + eps) * (gy - d_beta / M - x_hat * d_gamma / M)  (derived in the module docstring)
 
+    A fused op: backward works on the arrays forward saved (x_hat, 1 / sqrt(var + eps)) and
+    on gamma's values; ``composed`` is the same forward in Tensor ops, which the engine
+    differentiates for gradients of gradients (create_graph=True).
     After the call, ``batch_mean`` and ``batch_var`` hold the statistics it used
     (the caller updates running averages from them).
     """
@@ -61,28 +66,23 @@ class BatchNorm(Function):
         return self.x_hat * gamma.reshape(shape) + beta.reshape(shape)
 
     def backward(self, gy):
-        x, gamma, beta = self.inputs
+        _, gamma, beta = self.inputs
+        gy, x_hat = gy.data, self.x_hat
+        axes, shape = channel_axes(gy.ndim), channel_shape(gy.ndim, gy.shape[1])
+        count = gy.size // gy.shape[1]
+        g_beta = gy.sum(axis=axes)
+        g_gamma = (gy * x_hat).sum(axis=axes)
+        scale = (gamma.data * self.inv_std).reshape(shape)
+        gx = scale * (gy - g_beta.reshape(shape) / count - x_hat * g_gamma.reshape(shape) / count)
+        return (Tensor.wrap(gx), Tensor.wrap(g_gamma) if gamma.requires_grad else None,
+                Tensor.wrap(g_beta) if beta.requires_grad else None)
+
+    def composed(self, x, gamma, beta):
+        """The same forward in Tensor ops: (x - mu) * (var + eps)**-0.5 * gamma + beta."""
         axes, shape = channel_axes(x.ndim), channel_shape(x.ndim, x.shape[1])
-        x_hat, inv_std = self._normalized(x, axes, shape)
-        count = x.numel() // x.shape[1]
-        g_beta = sum_(gy, axes)
-        g_gamma = sum_(gy * x_hat, axes)
-        scale = reshape(gamma * inv_std, shape)
-        gx = scale * (gy - reshape(g_beta, shape) / count - x_hat * reshape(g_gamma, shape) / count)
-        return gx, (g_gamma if gamma.requires_grad else None), (g_beta if beta.requires_grad else None)
-
-    def _normalized(self, x, axes, shape):
-        """x_hat (shaped like x) and 1 / sqrt(var + eps) (per channel), as Tensors.
-
-        Plain backward uses the arrays saved by forward. When a graph of the gradient is
-        being built (create_graph=True) they are recomputed from x with Tensor ops, so that
-        second derivatives also see how they depend on x.
-        """
-        if not is_grad_enabled():
-            return Tensor(self.x_hat), Tensor(self.inv_std)
         centered = x - mean(x, axes, keepdims=True)
-        inv_std = (mean(centered * centered, axes) + self.eps) ** -0.5
-        return centered * reshape(inv_std, shape), inv_std
+        inv_std = (mean(centered * centered, axes, keepdims=True) + self.eps) ** -0.5
+        return centered * inv_std * reshape(gamma, shape) + reshape(beta, shape)
 
 
 def batch_norm_train(x, gamma, beta, eps):

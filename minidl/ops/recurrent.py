@@ -30,8 +30,9 @@ so the final state of each sequence is its state at its own last valid step; bac
 sends the gradient through the same switch.
 
 Double backward (``create_graph=True``): supported by the fused Functions, the slow way.
-Their array backward records nothing, so when a graph of the gradient is wanted they
-re-run the forward composed from Tensor ops and differentiate that instead.
+Their array backward records nothing, so each has a ``composed`` twin (the same forward in
+Tensor ops: ``composed_cell`` or ``composed_recurrence``), which the engine re-runs and
+differentiates instead when a graph of the gradient is wanted.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from __future__ import annotations
 import numpy
 
 from minidl import autograd, backend
-from minidl.autograd import Function, as_tensor_like, is_grad_enabled
+from minidl.autograd import Function, is_grad_enabled
+from minidl.creation import as_tensor_like
 from minidl.ops.arithmetic import where
 from minidl.ops.linalg import matmul
 from minidl.ops.recurrent_cells import CELLS
@@ -58,12 +60,12 @@ def _affine(x, w_t, b):
 
 def composed_cell(cell, x, state, w_ih, w_hh, b_ih=None, b_hh=None):
     """One step in Tensor ops: gx = x W_ih^T + b_ih, gh = h W_hh^T + b_hh, then the gate math."""
-    return cell.composed(_affine(x, transpose(w_ih), b_ih), _affine(state[0], transpose(w_hh), b_hh), state)
+    return cell.composed(_affine(x, transpose(w_ih, 0, 1), b_ih), _affine(state[0], transpose(w_hh, 0, 1), b_hh), state)
 
 
 def composed_recurrence(cell, x, state, w_ih, w_hh, b_ih=None, b_hh=None, mask=None):
     """All T steps of a time-major x (T, B, D) in Tensor ops; returns (output (T, B, H), *final state)."""
-    w_ih_t, w_hh_t = transpose(w_ih), transpose(w_hh)
+    w_ih_t, w_hh_t = transpose(w_ih, 0, 1), transpose(w_hh, 0, 1)
     outputs = []
     for t in range(x.shape[0]):
         new_state = cell.composed(_affine(x[t], w_ih_t, b_ih), _affine(state[0], w_hh_t, b_hh), state)
@@ -88,7 +90,7 @@ class FusedCell(Function):
         dx = dgx W_ih,  dW_ih = dgx^T x,  db_ih = sum_b dgx
         dh = dgh W_hh + d_direct_h,  dW_hh = dgh^T h,  db_hh = sum_b dgh
 
-    Double backward: supported (by differentiating ``composed_cell``; slow).
+    Double backward: the engine differentiates ``composed`` (``composed_cell``; slow).
     """
 
     def __init__(self, cell):
@@ -101,17 +103,17 @@ class FusedCell(Function):
 
     def backward(self, *d_new_state):
         cell, n = self.cell, self.cell.num_states
-        if is_grad_enabled():  # create_graph=True: gradients of gradients wanted
-            def composed(x, *rest):
-                return composed_cell(cell, x, rest[:n], *rest[n:])
-
-            return _differentiate_composed(self, composed, d_new_state)
         x, *rest = (t.data for t in self.inputs)
         state, (w_ih, w_hh) = rest[:n], rest[n : n + 2]
         dgx, dgh, d_direct = cell.step_backward([g.data for g in d_new_state], tuple(state), self.saved)
         d_state = _add_hidden_path(d_direct, dgh @ w_hh)
         grads = (dgx @ w_ih, *d_state, dgx.T @ x, dgh.T @ state[0], dgx.sum(axis=0), dgh.sum(axis=0))
-        return tuple(Tensor(g) for g in grads)
+        return tuple(Tensor.wrap(g) for g in grads)
+
+    def composed(self, x, *rest):
+        """The same step in Tensor ops: ``composed_cell``."""
+        n = self.cell.num_states
+        return composed_cell(self.cell, x, rest[:n], *rest[n:])
 
 
 class FusedRecurrence(Function):
@@ -125,7 +127,7 @@ class FusedRecurrence(Function):
     ``step_backward`` turns d state_t into (dgx_t, dgh_t), and d h_{t-1} = dgh_t W_hh + its direct term;
     then dX = DGX W_ih,  dW_ih = DGX^T X,  dW_hh = DGH^T H_prev,  db_ih = sum DGX,  db_hh = sum DGH.
 
-    Double backward: supported (by differentiating ``composed_recurrence``; slow).
+    Double backward: the engine differentiates ``composed`` (``composed_recurrence``; slow).
     """
 
     def __init__(self, cell, mask=None):
@@ -155,11 +157,6 @@ class FusedRecurrence(Function):
 
     def backward(self, d_output, *d_final_state):
         cell, mask, n = self.cell, self.mask, self.cell.num_states
-        if is_grad_enabled():  # create_graph=True: gradients of gradients wanted
-            def composed(x, *rest):
-                return composed_recurrence(cell, x, rest[:n], *rest[n:], mask=mask)
-
-            return _differentiate_composed(self, composed, (d_output, *d_final_state))
         x, *rest = (t.data for t in self.inputs)
         w_ih, w_hh = rest[n : n + 2]
         xp = backend.get_array_module(x)
@@ -186,35 +183,18 @@ class FusedRecurrence(Function):
         dw_ih = dgx.T @ x.reshape(rows, -1) if needs[n + 1] else None
         dw_hh = dgh.T @ h_prev if needs[n + 2] else None
         grads = (dx, *d_state, dw_ih, dw_hh, dgx.sum(axis=0), dgh.sum(axis=0))
-        return tuple(None if g is None else Tensor(g) for g in grads)
+        return tuple(None if g is None else Tensor.wrap(g) for g in grads)
+
+    def composed(self, x, *rest):
+        """The same sequence in Tensor ops: ``composed_recurrence``."""
+        n = self.cell.num_states
+        return composed_recurrence(self.cell, x, rest[:n], *rest[n:], mask=self.mask)
 
 
 def _add_hidden_path(d_direct, d_h_through_gh):
     """d state_{t-1}: the cell's direct terms, plus dgh W_hh on the hidden state."""
     d_h = d_h_through_gh if d_direct[0] is None else d_direct[0] + d_h_through_gh
     return [d_h, *d_direct[1:]]
-
-
-def _differentiate_composed(function, run_composed, grad_outputs):
-    """Backward with create_graph=True: re-run the forward in composed Tensor ops on the same
-    inputs and let autograd differentiate it, recording the gradient's own graph.
-
-    While it runs, the inputs are made to look like leaves (creator None), so the walk stops
-    at them instead of going on into the graph before (the outer backward does that part).
-    """
-    inputs = function.inputs
-    wanted = list({id(t): t for t in inputs if t.requires_grad}.values())  # each tensor once
-    creators = [t.creator for t in inputs]
-    try:
-        for t in inputs:
-            t.creator = None
-        outputs = run_composed(*inputs)
-        grads = autograd.run_backward(list(outputs), list(grad_outputs), True, True, inputs=wanted)
-    finally:
-        for t, creator in zip(inputs, creators):
-            t.creator = creator
-    by_id = {id(t): g for t, g in zip(wanted, grads)}
-    return tuple(by_id.pop(id(t), None) for t in inputs)  # a tensor passed twice gets its gradient once
 
 
 # --------------------------------------------------------------------------- #
