@@ -40,6 +40,7 @@ LAYER_OF = {
     "minidl.exercises": "top",
     "minidl.backend": "backend",
     "minidl.random": "backend",
+    "minidl.checks": "backend",
     "minidl.autograd": "core",
     "minidl.tensor": "core",
     "minidl.creation": "core",

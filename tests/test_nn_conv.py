@@ -139,11 +139,11 @@ def test_conv_layer_errors_name_the_layer():
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match=r"Conv2d: padding='same' needs stride 1"):
         nn.Conv2d(3, 4, 3, stride=2, padding="same")
-    with pytest.raises(ValueError, match=r"Conv1d: padding must be an int, a tuple, 'valid' or 'same'"):
+    with pytest.raises(ValueError, match=r"Conv1d: expected padding to be an int, a tuple, 'valid' or 'same'"):
         nn.Conv1d(3, 4, 3, padding="full")
-    with pytest.raises(ValueError, match=r"Conv2d: kernel_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"Conv2d: expected kernel_size to be an int >= 1"):
         nn.Conv2d(3, 4, 0)
-    with pytest.raises(ValueError, match=r"Conv2d: out_channels must be a positive integer"):
+    with pytest.raises(ValueError, match=r"Conv2d: expected out_channels to be a positive int, got 0"):
         nn.Conv2d(3, 0, 3)
     with pytest.raises(ValueError, match=r"conv2d: the kernel \(3x3.*does not fit in the padded input \(2x2\)"):
         conv(minidl.randn(1, 3, 2, 2))

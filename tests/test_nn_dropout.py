@@ -76,7 +76,7 @@ def test_on_device(device):
 
 
 def test_bad_probability():
-    with pytest.raises(ValueError, match="Dropout: probability has to be between 0 and 1, got 1.5"):
+    with pytest.raises(ValueError, match=r"Dropout: expected p \(the probability of zeroing\) to be a finite number in \[0, 1\], got 1.5"):
         nn.Dropout(1.5)
     with pytest.raises(ValueError, match="dropout: probability"):
         F.dropout(minidl.ones(2), -0.1)

@@ -135,3 +135,20 @@ def test_pad_errors():
         F.pad(x, (-1, 0))
     with pytest.raises(NotImplementedError, match="reflect"):
         F.pad(x, (1, 1), mode="reflect")
+
+
+def test_linear_refuses_float64_input_like_conv2d():
+    """PyTorch: 'mat1 and mat2 must have the same dtype'. minidl names the layer and both dtypes,
+    as Conv2d does, rather than promoting the float32 weight silently."""
+    layer = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="Linear: expected an input of dtype float32 like the weight, got dtype float64"):
+        layer(minidl.zeros(4, 3, dtype=np.float64))
+    with pytest.raises(TypeError, match="Conv2d: expected an input of dtype float32 like the weight, got dtype float64"):
+        nn.Conv2d(3, 2, 1)(minidl.zeros(1, 3, 2, 2, dtype=np.float64))
+    assert layer.double()(minidl.zeros(4, 3, dtype=np.float64)).dtype == np.float64
+
+
+def test_linear_refuses_a_tuple():
+    out = nn.LSTM(3, 3)(minidl.randn(2, 1, 3))
+    with pytest.raises(TypeError, match=r"Linear: expected a Tensor as input, got a tuple of 2 \(an LSTM returns"):
+        nn.Linear(3, 2)(out)

@@ -144,11 +144,11 @@ def test_errors_name_the_loss_and_the_shapes():
         F.cross_entropy(z, minidl.tensor([True, False, True, True]))
     with pytest.raises(TypeError, match="floating-point logits"):
         F.cross_entropy(minidl.tensor([[1, 2]]), minidl.tensor([0]))
-    with pytest.raises(ValueError, match=r"reduction must be one of .*'avg'"):
+    with pytest.raises(ValueError, match=r"expected reduction to be one of 'none', 'mean', 'sum', got 'avg'"):
         nn.CrossEntropyLoss(reduction="avg")
-    with pytest.raises(ValueError, match=r"reduction must be one of"):
+    with pytest.raises(ValueError, match=r"expected reduction to be one of"):
         F.mse_loss(z, z, reduction="max")
-    with pytest.raises(ValueError, match="label_smoothing must be in"):
+    with pytest.raises(ValueError, match=r"cross_entropy: expected label_smoothing to be a finite number in \[0, 1\], got 1.5"):
         F.cross_entropy(z, minidl.tensor([0, 1, 2, 0]), label_smoothing=1.5)
     with pytest.raises(ValueError, match=r"weight must have shape \(3,\)"):
         F.cross_entropy(z, minidl.tensor([0, 1, 2, 0]), minidl.ones(2))

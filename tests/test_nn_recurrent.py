@@ -229,15 +229,15 @@ def test_dropout_between_layers_only_in_training():
 # Errors
 # --------------------------------------------------------------------------- #
 def test_bad_constructor_arguments_are_explained():
-    with pytest.raises(ValueError, match="LSTM: hidden_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="LSTM: expected hidden_size to be a positive int, got 0"):
         nn.LSTM(3, 0)
-    with pytest.raises(ValueError, match="GRU: num_layers must be a positive integer, got 1.5"):
+    with pytest.raises(ValueError, match="GRU: expected num_layers to be a positive int, got 1.5"):
         nn.GRU(3, 2, num_layers=1.5)
-    with pytest.raises(ValueError, match="RNN: nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+    with pytest.raises(ValueError, match="RNN: expected nonlinearity to be one of 'tanh', 'relu', got 'sigmoid'"):
         nn.RNN(3, 2, nonlinearity="sigmoid")
-    with pytest.raises(ValueError, match="LSTM: dropout must be a probability between 0 and 1, got 2"):
+    with pytest.raises(ValueError, match=r"LSTM: expected dropout to be a finite number in \[0, 1\], got 2"):
         nn.LSTM(3, 2, dropout=2)
-    with pytest.raises(ValueError, match="LSTMCell: implementation must be 'fused' or 'composed', got 'cudnn'"):
+    with pytest.raises(ValueError, match="LSTMCell: expected implementation to be one of 'fused', 'composed', got 'cudnn'"):
         nn.LSTMCell(3, 2, implementation="cudnn")
 
 

@@ -87,9 +87,9 @@ def test_clip_grad_value_(device):
 def test_bad_arguments_are_named():
     p = Parameter(minidl.zeros(2))
     p.grad = minidl.ones(2)
-    with pytest.raises(ValueError, match="clip_grad_norm_: norm_type must be positive or inf, got -1.0"):
+    with pytest.raises(ValueError, match="clip_grad_norm_: expected norm_type to be a positive number or inf, got -1"):
         clip_grad_norm_([p], 1.0, norm_type=-1)
     with pytest.raises(TypeError, match="clip_grad_norm_: expected Tensors \\(parameters\\), got a str"):
         clip_grad_norm_(["w"], 1.0)
-    with pytest.raises(ValueError, match="clip_grad_value_: clip_value must be non-negative"):
+    with pytest.raises(ValueError, match=r"clip_grad_value_: expected clip_value to be a finite number in \[0, inf\], got -1.0"):
         clip_grad_value_([p], -1.0)

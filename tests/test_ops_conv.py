@@ -229,17 +229,17 @@ def test_conv_errors_name_the_op_and_what_was_expected(device):
         F.conv2d(minidl.randn(1, 3, 2, 2, device=device), w)
     with pytest.raises(ValueError, match=r"conv2d: padding='same' needs stride 1"):
         F.conv2d(x, w, stride=2, padding="same")
-    with pytest.raises(ValueError, match=r"conv2d: padding must be an int, a tuple, 'valid' or 'same'"):
+    with pytest.raises(ValueError, match=r"conv2d: expected padding to be an int, a tuple, 'valid' or 'same'"):
         F.conv2d(x, w, padding="full")
-    with pytest.raises(ValueError, match=r"conv2d: stride must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"conv2d: expected stride to be an int >= 1"):
         F.conv2d(x, w, stride=0)
-    with pytest.raises(ValueError, match=r"conv2d: padding must be an int >= 0 or a tuple of 2"):
+    with pytest.raises(ValueError, match=r"conv2d: expected padding to be an int >= 0 or a tuple of 2"):
         F.conv2d(x, w, padding=(1, 1, 1))
     with pytest.raises(ValueError, match=r"conv2d: expected a bias of shape \(4,\)"):
         F.conv2d(x, w, minidl.zeros(3, device=device))
     with pytest.raises(ValueError, match=r"conv2d: out_channels \(4, weight.shape\[0\]\) must be divisible by groups"):
         F.conv2d(x, minidl.randn(4, 1, 3, 3, device=device), groups=3)
-    with pytest.raises(TypeError, match=r"conv2d: the input is float64 but the weight is float32"):
+    with pytest.raises(TypeError, match=r"conv2d: expected an input of dtype float32 like the weight, got dtype float64"):
         F.conv2d(x.double(), w)
     with pytest.raises(ValueError, match=r"conv1d: expected a 3-D input \(N, C, L\)"):
         F.conv1d(x, minidl.randn(4, 3, 3, device=device))

@@ -277,17 +277,17 @@ def test_pool_errors_name_the_op_and_what_was_expected(device):
         F.avg_pool2d(x, 3, padding=2)
     with pytest.raises(ValueError, match=r"max_pool2d: the kernel \(7, dilation 1, so 7 wide\) is larger than"):
         F.max_pool2d(x, 7)
-    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"max_pool2d: expected kernel_size to be an int >= 1"):
         F.max_pool2d(x, 0)
-    with pytest.raises(ValueError, match=r"avg_pool2d: stride must be an int >= 1 or a tuple of 2"):
+    with pytest.raises(ValueError, match=r"avg_pool2d: expected stride to be an int >= 1 or a tuple of 2"):
         F.avg_pool2d(x, 2, stride=(1, 2, 3))
-    with pytest.raises(ValueError, match=r"avg_pool2d: divisor_override must be a positive int"):
+    with pytest.raises(ValueError, match=r"avg_pool2d: expected divisor_override to be a positive int"):
         F.avg_pool2d(x, 2, divisor_override=0)
     with pytest.raises(TypeError, match=r"max_pool2d: expected a floating-point input, got dtype int64"):
         F.max_pool2d(minidl.tensor(np.ones((1, 1, 4, 4), dtype=np.int64), device=device), 2)
-    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be an int or a tuple of 2"):
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected output_size to be an int >= 1 or a tuple of 2"):
         F.adaptive_avg_pool2d(x, (1, 2, 3))
-    with pytest.raises(ValueError, match=r"adaptive_max_pool2d: output_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"adaptive_max_pool2d: expected output_size to be an int >= 1"):
         F.adaptive_max_pool2d(x, 0)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
         F.adaptive_avg_pool2d(minidl.randn(4, device=device), 1)

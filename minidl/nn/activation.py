@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from minidl import checks
 from minidl.nn import functional as F
 from minidl.nn.module import Module
 
@@ -14,6 +15,7 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.relu(input)
 
     def extra_repr(self) -> str:
@@ -25,9 +27,11 @@ class LeakyReLU(Module):
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
-        self.negative_slope, self.inplace = negative_slope, inplace
+        self.negative_slope = checks.real(negative_slope, "LeakyReLU", "negative_slope")
+        self.inplace = inplace
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.leaky_relu(input, self.negative_slope)
 
     def extra_repr(self) -> str:
@@ -38,6 +42,7 @@ class Tanh(Module):
     """y = tanh(x)."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.tanh(input)
 
 
@@ -45,6 +50,7 @@ class Sigmoid(Module):
     """y = 1 / (1 + exp(-x))."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.sigmoid(input)
 
 
@@ -52,6 +58,7 @@ class SiLU(Module):
     """y = x * sigmoid(x)."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.silu(input)
 
 
@@ -65,9 +72,9 @@ class _AlongDim(Module):
         self.dim = dim
 
     def _check(self, input):
-        if not -max(input.ndim, 1) <= self.dim < max(input.ndim, 1):
-            name = type(self).__name__
-            raise ValueError(f"{name}: dim={self.dim} is out of range for an input of shape {input.shape}")
+        name = type(self).__name__
+        checks.tensor_input(input, name)
+        checks.dim(self.dim, input.ndim, name)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy
 
+from minidl import checks
 from minidl.creation import zeros
 from minidl.nn import functional as F
 from minidl.nn import init
 from minidl.nn.module import Module, Parameter
-from minidl.ops.conv import as_ints, check_input
+from minidl.ops.conv import check_input
 
 
 class _ConvNd(Module):
@@ -21,26 +22,26 @@ class _ConvNd(Module):
                  device, dtype):
         super().__init__()
         name, n = type(self).__name__, self.spatial_dims
-        for label, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
-                raise ValueError(f"{name}: {label} must be a positive integer, got {value!r}")
+        in_channels = checks.positive_int(in_channels, name, "in_channels")
+        out_channels = checks.positive_int(out_channels, name, "out_channels")
+        groups = checks.positive_int(groups, name, "groups")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
                 f"divisible by groups ({groups})"
             )
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
-        self.kernel_size = as_ints(kernel_size, n, "kernel_size", name, minimum=1)
-        self.stride = as_ints(stride, n, "stride", name, minimum=1)
-        self.dilation = as_ints(dilation, n, "dilation", name, minimum=1)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = checks.int_tuple(kernel_size, n, name, "kernel_size")
+        self.stride = checks.int_tuple(stride, n, name, "stride")
+        self.dilation = checks.int_tuple(dilation, n, name, "dilation")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+                checks.fail(name, "padding to be an int, a tuple, 'valid' or 'same'", padding)
             if padding == "same" and any(s != 1 for s in self.stride):
                 raise ValueError(f"{name}: padding='same' needs stride 1 (as in PyTorch), got stride {self.stride}")
             self.padding = padding
         else:
-            self.padding = as_ints(padding, n, "padding", name, minimum=0)
+            self.padding = checks.int_tuple(padding, n, name, "padding", minimum=0)
 
         dtype = numpy.float32 if dtype is None else dtype
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
@@ -63,6 +64,7 @@ class _ConvNd(Module):
                 f"{name}: expected an input with {self.in_channels} channels (in_channels={self.in_channels}), "
                 f"got {channels} channels in shape {tuple(input.shape)}"
             )
+        checks.same_dtype(input, self.weight, name, "weight")
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

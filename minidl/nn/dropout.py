@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from minidl import checks
 from minidl.nn import functional as F
 from minidl.nn.module import Module
 
@@ -13,11 +14,10 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: probability has to be between 0 and 1, got {p}")
-        self.p, self.inplace = p, inplace
+        self.p, self.inplace = checks.probability(p, "Dropout", "p (the probability of zeroing)"), inplace
 
     def forward(self, input):
+        checks.tensor_input(input, "Dropout")
         return F.dropout(input, self.p, self.training)
 
     def extra_repr(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy
 
+from minidl import checks
 from minidl.autograd import no_grad
 from minidl.creation import zeros
 from minidl.nn import functional as F
@@ -23,16 +24,14 @@ class Embedding(Module):
         self, num_embeddings: int, embedding_dim: int, padding_idx=None, _weight=None, device=None, dtype=None
     ):
         super().__init__()
-        for name, n in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n <= 0:
-                raise ValueError(f"Embedding: {name} must be a positive integer, got {n!r}")
+        num_embeddings = checks.positive_int(num_embeddings, "Embedding", "num_embeddings")
+        embedding_dim = checks.positive_int(embedding_dim, "Embedding", "embedding_dim")
         if padding_idx is not None:
-            if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(
-                    f"Embedding: padding_idx {padding_idx} must be within [-{num_embeddings}, {num_embeddings})"
-                )
-            padding_idx = padding_idx % num_embeddings
-        self.num_embeddings, self.embedding_dim, self.padding_idx = int(num_embeddings), int(embedding_dim), padding_idx
+            if not checks.is_int(padding_idx) or not -num_embeddings <= padding_idx < num_embeddings:
+                rows = f"[{-num_embeddings}, {num_embeddings - 1}] (a row of the table)"
+                checks.fail("Embedding", f"padding_idx in {rows}", padding_idx)
+            padding_idx = int(padding_idx) % num_embeddings
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         if _weight is not None:
             if tuple(_weight.shape) != (num_embeddings, embedding_dim):
                 raise ValueError(
@@ -61,6 +60,7 @@ class Embedding(Module):
         return module
 
     def forward(self, input):
+        checks.tensor_input(input, "Embedding", "a Tensor of indices as input")
         return F.embedding(input, self.weight, self.padding_idx)
 
     def extra_repr(self) -> str:

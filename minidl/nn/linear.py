@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy
 
+from minidl import checks
 from minidl.creation import zeros
 from minidl.nn import functional as F
 from minidl.nn import init
@@ -30,10 +31,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n < 0:
-                raise ValueError(f"Linear: {name} must be a non-negative integer, got {n!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = checks.non_negative_int(in_features, "Linear", "in_features")
+        self.out_features = checks.non_negative_int(out_features, "Linear", "out_features")
         dtype = numpy.float32 if dtype is None else dtype
         self.weight = Parameter(zeros(self.out_features, self.in_features, dtype=dtype, device=device))
         bias = Parameter(zeros(self.out_features, dtype=dtype, device=device)) if bias else None
@@ -44,11 +43,13 @@ class Linear(Module):
         init.default_linear_(self.weight, self.bias)
 
     def forward(self, input):
+        checks.tensor_input(input, "Linear")
         if input.ndim == 0 or input.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear: expected input of shape (*, {self.in_features}) (in_features={self.in_features}), "
                 f"got shape {input.shape}"
             )
+        checks.same_dtype(input, self.weight, "Linear", "weight")
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -63,6 +64,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, input):
+        checks.tensor_input(input, "Flatten")
         if input.ndim and not (-input.ndim <= self.start_dim < input.ndim and -input.ndim <= self.end_dim < input.ndim):
             raise ValueError(
                 f"Flatten: start_dim={self.start_dim}, end_dim={self.end_dim} are out of range for an input "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from minidl import checks
 from minidl.nn import functional as F
 from minidl.nn.module import Module
 from minidl.ops.loss import check_reduction
@@ -13,6 +14,11 @@ class _Loss(Module):
         check_reduction(reduction, type(self).__name__)
         self.reduction = reduction
 
+    def _check(self, input, target) -> None:
+        """Both arguments are tensors (not, say, the (output, state) tuple of a recurrent layer)."""
+        checks.tensor_input(input, type(self).__name__)
+        checks.tensor_input(target, type(self).__name__, "a Tensor as target")
+
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""
 
@@ -23,12 +29,12 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__(reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.label_smoothing = checks.probability(label_smoothing, "CrossEntropyLoss", "label_smoothing")
         self.register_buffer("weight", weight)
-        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+        self.ignore_index = ignore_index
 
     def forward(self, input, target):
+        self._check(input, target)
         return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction, self.label_smoothing)
 
 
@@ -41,6 +47,7 @@ class NLLLoss(_Loss):
         self.ignore_index = ignore_index
 
     def forward(self, input, target):
+        self._check(input, target)
         return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
 
 
@@ -48,6 +55,7 @@ class MSELoss(_Loss):
     """Mean squared error; see ``F.mse_loss``."""
 
     def forward(self, input, target):
+        self._check(input, target)
         return F.mse_loss(input, target, self.reduction)
 
 
@@ -61,4 +69,5 @@ class BCEWithLogitsLoss(_Loss):
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, input, target):
+        self._check(input, target)
         return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)

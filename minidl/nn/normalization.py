@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy
 
+from minidl import checks
 from minidl.creation import ones, tensor, zeros
 from minidl.nn import functional as F
 from minidl.nn import init
@@ -32,9 +33,10 @@ class _BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, numpy.integer)) or num_features <= 0:
-            raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
-        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        name = type(self).__name__
+        self.num_features = checks.positive_int(num_features, name, "num_features")
+        self.eps = checks.non_negative_float(eps, name, "eps")
+        self.momentum = None if momentum is None else checks.probability(momentum, name, "momentum")
         self.affine, self.track_running_stats = affine, track_running_stats
         dtype = numpy.float32 if dtype is None else dtype
         if affine:
@@ -65,6 +67,7 @@ class _BatchNorm(Module):
 
     def forward(self, input):
         name = type(self).__name__
+        checks.tensor_input(input, name)
         if input.ndim not in self.ranks:
             raise ValueError(f"{name}: expected a {self.layout} input, got shape {input.shape}")
         if input.shape[1] != self.num_features:

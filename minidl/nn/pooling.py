@@ -6,6 +6,7 @@ Names, argument orders and defaults are PyTorch's; ``stride`` defaults to ``kern
 
 from __future__ import annotations
 
+from minidl import checks
 from minidl.nn import functional as F
 from minidl.nn.module import Module
 
@@ -29,6 +30,7 @@ class MaxPool2d(_MaxPoolNd):
     (padding is -inf); the gradient goes to each window's first maximum."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                             self.return_indices)
 
@@ -37,6 +39,7 @@ class MaxPool1d(_MaxPoolNd):
     """y[n, c, t] = max over the window i of x_pad[n, c, t*s + i*d]."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                             self.return_indices)
 
@@ -53,6 +56,7 @@ class AvgPool2d(Module):
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override)
 
@@ -69,6 +73,7 @@ class AvgPool1d(Module):
         self.padding, self.ceil_mode, self.count_include_pad = padding, ceil_mode, count_include_pad
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad)
 
@@ -90,6 +95,7 @@ class AdaptiveAvgPool2d(_AdaptivePool):
     AdaptiveAvgPool2d(1) is global average pooling."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.adaptive_avg_pool2d(input, self.output_size)
 
 
@@ -97,6 +103,7 @@ class AdaptiveAvgPool1d(_AdaptivePool):
     """Average over PyTorch's adaptive bins so the output is (N, C, output_size)."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.adaptive_avg_pool1d(input, self.output_size)
 
 
@@ -105,4 +112,5 @@ class AdaptiveMaxPool2d(_AdaptivePool):
     AdaptiveMaxPool2d(1) is global max pooling."""
 
     def forward(self, input):
+        checks.tensor_input(input, type(self).__name__)
         return F.adaptive_max_pool2d(input, self.output_size)

@@ -25,7 +25,7 @@ import math
 
 import numpy
 
-from minidl import backend
+from minidl import backend, checks
 from minidl.creation import zeros
 from minidl.nn import functional as F
 from minidl.nn import init
@@ -37,17 +37,6 @@ from minidl.tensor import Tensor
 
 _IMPLEMENTATIONS = ("fused", "composed")
 _CELL_OPS = {"RNN_TANH": rnn_tanh_cell, "RNN_RELU": rnn_relu_cell, "LSTM": lstm_cell, "GRU": gru_cell}
-
-
-def _check_sizes(layer, **sizes):
-    for name, n in sizes.items():
-        if isinstance(n, bool) or not isinstance(n, (int, numpy.integer)) or n <= 0:
-            raise ValueError(f"{layer}: {name} must be a positive integer, got {n!r}")
-
-
-def _check_implementation(layer, implementation):
-    if implementation not in _IMPLEMENTATIONS:
-        raise ValueError(f"{layer}: implementation must be 'fused' or 'composed', got {implementation!r}")
 
 
 # --------------------------------------------------------------------------- #
@@ -63,10 +52,10 @@ class RNNCellBase(Module):
     def __init__(self, mode, input_size, hidden_size, bias=True, implementation="fused", device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_sizes(name, input_size=input_size, hidden_size=hidden_size)
-        _check_implementation(name, implementation)
-        self.mode, self.input_size, self.hidden_size = mode, int(input_size), int(hidden_size)
-        self.bias, self.implementation = bool(bias), implementation
+        self.input_size = checks.positive_int(input_size, name, "input_size")
+        self.hidden_size = checks.positive_int(hidden_size, name, "hidden_size")
+        self.implementation = checks.choice(implementation, _IMPLEMENTATIONS, name, "implementation")
+        self.mode, self.bias = mode, bool(bias)
         rows, dtype = CELLS[mode].gates * self.hidden_size, numpy.float32 if dtype is None else dtype
         self.weight_ih = Parameter(zeros(rows, self.input_size, dtype=dtype, device=device))
         self.weight_hh = Parameter(zeros(rows, self.hidden_size, dtype=dtype, device=device))
@@ -82,6 +71,7 @@ class RNNCellBase(Module):
 
     def forward(self, input, hx=None):
         name, lstm = type(self).__name__, self.mode == "LSTM"
+        checks.tensor_input(input, name)
         if input.ndim not in (1, 2) or input.shape[-1] != self.input_size:
             raise ValueError(
                 f"{name}: expected input of shape (B, {self.input_size}) or ({self.input_size},) "
@@ -121,8 +111,7 @@ class RNNCell(RNNCellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", implementation="fused",
                  device=None, dtype=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        checks.choice(nonlinearity, ("tanh", "relu"), "RNNCell", "nonlinearity")
         super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, bias, implementation, device, dtype)
         self.nonlinearity = nonlinearity
 
@@ -160,14 +149,13 @@ class RNNBase(Module):
                  bidirectional=False, implementation="fused", device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_sizes(name, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
-        _check_implementation(name, implementation)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
-            raise ValueError(f"{name}: dropout must be a probability between 0 and 1, got {dropout!r}")
-        self.mode, self.input_size, self.hidden_size = mode, int(input_size), int(hidden_size)
-        self.num_layers = int(num_layers)
-        self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
-        self.bidirectional, self.implementation = bool(bidirectional), implementation
+        self.input_size = checks.positive_int(input_size, name, "input_size")
+        self.hidden_size = checks.positive_int(hidden_size, name, "hidden_size")
+        self.num_layers = checks.positive_int(num_layers, name, "num_layers")
+        self.dropout = checks.probability(dropout, name, "dropout")
+        self.implementation = checks.choice(implementation, _IMPLEMENTATIONS, name, "implementation")
+        self.mode, self.bias, self.batch_first = mode, bool(bias), bool(batch_first)
+        self.bidirectional = bool(bidirectional)
         directions = 2 if bidirectional else 1
         rows, dtype = CELLS[mode].gates * self.hidden_size, numpy.float32 if dtype is None else dtype
         for layer in range(self.num_layers):
@@ -196,6 +184,7 @@ class RNNBase(Module):
 
     def forward(self, input, hx=None, lengths=None):
         name, lstm = type(self).__name__, self.mode == "LSTM"
+        checks.tensor_input(input, name)
         if input.ndim not in (2, 3) or input.shape[-1] != self.input_size:
             layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
             raise ValueError(
@@ -289,8 +278,7 @@ class RNN(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, implementation="fused", device=None, dtype=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        checks.choice(nonlinearity, ("tanh", "relu"), "RNN", "nonlinearity")
         super().__init__(f"RNN_{nonlinearity.upper()}", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, implementation, device, dtype)
         self.nonlinearity = nonlinearity

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from minidl import backend
+from minidl import backend, checks
 from minidl.tensor import Tensor
 
 
@@ -34,6 +34,17 @@ def _vector_norm(xp, array, norm_type: float):
     return xp.sum(xp.abs(array) ** norm_type) ** (1.0 / norm_type)
 
 
+def _norm_order(norm_type, op: str) -> float:
+    """The order p of a norm as a float: positive, or inf (the string 'inf' too, as in PyTorch)."""
+    try:
+        order = float(norm_type)
+    except (TypeError, ValueError):
+        order = math.nan
+    if not order > 0:
+        checks.fail(op, "norm_type to be a positive number or inf", norm_type)
+    return order
+
+
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False):
     """Scale all gradients by ``min(1, max_norm / (total_norm + 1e-6))``; return ``total_norm``.
 
@@ -42,9 +53,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     Returns a 0-d Tensor (0.0 when no parameter has a gradient).
     """
     op = "clip_grad_norm_"
-    norm_type = float(norm_type)
-    if not (norm_type > 0 or norm_type == math.inf):
-        raise ValueError(f"{op}: norm_type must be positive or inf, got {norm_type}")
+    norm_type = _norm_order(norm_type, op)
+    max_norm = checks.non_negative_float(max_norm, op, "max_norm")
     grads = _grads(parameters, op)
     if not grads:
         return Tensor(backend.numpy.zeros((), dtype=backend.numpy.float32))
@@ -65,8 +75,6 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
 def clip_grad_value_(parameters, clip_value: float) -> None:
     """Clamp every gradient entry into [-clip_value, clip_value]."""
     op = "clip_grad_value_"
-    clip_value = float(clip_value)
-    if clip_value < 0:
-        raise ValueError(f"{op}: clip_value must be non-negative, got {clip_value}")
+    clip_value = checks.non_negative_float(clip_value, op, "clip_value")
     for g in _grads(parameters, op):
         g.data = g.xp.clip(g.data, -clip_value, clip_value)

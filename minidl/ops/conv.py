@@ -24,9 +24,7 @@ col2im one strided add per kernel offset (KH*KW of them).
 
 from __future__ import annotations
 
-import numpy
-
-from minidl import backend
+from minidl import backend, checks
 from minidl.autograd import Function
 from minidl.ops.linalg import matmul
 from minidl.ops.shape import getitem, pad, reshape, squeeze, transpose, unsqueeze
@@ -95,25 +93,9 @@ class Col2Im(Function):
 # --------------------------------------------------------------------------- #
 # Checking and normalising arguments (shared with pooling)
 # --------------------------------------------------------------------------- #
-def as_ints(value, n: int, name: str, op: str, minimum: int) -> tuple:
-    """An int or a sequence of ``n`` ints, each >= ``minimum``, as a tuple of ``n`` ints."""
-    values = (value,) * n if isinstance(value, (int, numpy.integer)) else value
-    try:
-        values = tuple(values)
-    except TypeError:
-        values = None
-    if (
-        values is None
-        or len(values) != n
-        or not all(isinstance(v, (int, numpy.integer)) and not isinstance(v, bool) for v in values)
-        or any(v < minimum for v in values)
-    ):
-        raise ValueError(f"{op}: {name} must be an int >= {minimum} or a tuple of {n} such ints, got {value!r}")
-    return tuple(int(v) for v in values)
-
-
 def check_input(x, spatial_dims: int, op: str) -> bool:
     """Check that x is (N, C, *spatial) or unbatched (C, *spatial); True when unbatched."""
+    checks.tensor_input(x, op)
     names = "L" if spatial_dims == 1 else "H, W"
     if x.ndim not in (spatial_dims + 1, spatial_dims + 2):
         raise ValueError(
@@ -155,8 +137,8 @@ def _conv_padding(padding, kernel, stride, dilation, op) -> tuple:
                 raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got stride {stride}")
             totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
             return tuple((t // 2, t - t // 2) for t in totals)
-        raise ValueError(f"{op}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
-    return tuple((p, p) for p in as_ints(padding, len(kernel), "padding", op, minimum=0))
+        checks.fail(op, "padding to be an int, a tuple, 'valid' or 'same'", padding)
+    return tuple((p, p) for p in checks.int_tuple(padding, len(kernel), op, "padding", minimum=0))
 
 
 # --------------------------------------------------------------------------- #
@@ -167,9 +149,10 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     after zero padding (im2col's columns, regrouped per sample)."""
     if input.ndim != 4:
         raise ValueError(f"unfold: expected a 4-D input (N, C, H, W), got shape {tuple(input.shape)}")
-    kernel_size = as_ints(kernel_size, 2, "kernel_size", "unfold", minimum=1)
-    padding = tuple((p, p) for p in as_ints(padding, 2, "padding", "unfold", minimum=0))
-    stride, dilation = as_ints(stride, 2, "stride", "unfold", 1), as_ints(dilation, 2, "dilation", "unfold", 1)
+    kernel_size = checks.int_tuple(kernel_size, 2, "unfold", "kernel_size", minimum=1)
+    padding = tuple((p, p) for p in checks.int_tuple(padding, 2, "unfold", "padding", minimum=0))
+    stride = checks.int_tuple(stride, 2, "unfold", "stride")
+    dilation = checks.int_tuple(dilation, 2, "unfold", "dilation")
     cols, (oh, ow) = im2col(input, kernel_size, stride, padding, dilation, "unfold")
     return transpose(reshape(cols, (cols.shape[0], input.shape[0], oh * ow)), (1, 0, 2))
 
@@ -178,9 +161,10 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """PyTorch's F.fold, the adjoint of unfold: columns (N, C*KH*KW, L) summed back into
     an image (N, C, H, W) of ``output_size`` (overlapping windows add up)."""
     op = "fold"
-    (h, w), (kh, kw) = as_ints(output_size, 2, "output_size", op, 1), as_ints(kernel_size, 2, "kernel_size", op, 1)
-    (dh, dw), (ph, pw) = as_ints(dilation, 2, "dilation", op, 1), as_ints(padding, 2, "padding", op, 0)
-    (sh, sw) = as_ints(stride, 2, "stride", op, 1)
+    (h, w) = checks.int_tuple(output_size, 2, op, "output_size")
+    (kh, kw) = checks.int_tuple(kernel_size, 2, op, "kernel_size")
+    (dh, dw), (sh, sw) = checks.int_tuple(dilation, 2, op, "dilation"), checks.int_tuple(stride, 2, op, "stride")
+    (ph, pw) = checks.int_tuple(padding, 2, op, "padding", minimum=0)
     oh, ow = count_windows(h + 2 * ph, kh, sh, dh), count_windows(w + 2 * pw, kw, sw, dw)
     if input.ndim != 3 or input.shape[1] % (kh * kw) or input.shape[2] != oh * ow or oh < 1 or ow < 1:
         raise ValueError(
@@ -214,8 +198,8 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, spatial_dims, 
             f"{op}: expected a {spatial_dims + 2}-D weight (out_channels, in_channels/groups, "
             f"{'K' if spatial_dims == 1 else 'KH, KW'}), got shape {tuple(weight.shape)}"
         )
-    stride = as_ints(stride, spatial_dims, "stride", op, minimum=1)
-    dilation = as_ints(dilation, spatial_dims, "dilation", op, minimum=1)
+    stride = checks.int_tuple(stride, spatial_dims, op, "stride")
+    dilation = checks.int_tuple(dilation, spatial_dims, op, "dilation")
     padding = _conv_padding(padding, weight.shape[2:], stride, dilation, op)
     _check_channels(x, weight, bias, groups, unbatched, op)
 
@@ -233,8 +217,7 @@ def _convolve(x, weight, bias, stride, padding, dilation, groups, spatial_dims, 
 def _check_channels(x, weight, bias, groups, unbatched, op):
     channels = x.shape[0 if unbatched else 1]
     out_channels = weight.shape[0]
-    if not isinstance(groups, (int, numpy.integer)) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    groups = checks.positive_int(groups, op, "groups")
     if out_channels % groups:
         raise ValueError(f"{op}: out_channels ({out_channels}, weight.shape[0]) must be divisible by groups ({groups})")
     if channels != weight.shape[1] * groups:
@@ -244,9 +227,8 @@ def _check_channels(x, weight, bias, groups, unbatched, op):
         )
     if bias is not None and tuple(bias.shape) != (out_channels,):
         raise ValueError(f"{op}: expected a bias of shape ({out_channels},), got {tuple(bias.shape)}")
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None and t.dtype != x.dtype:
-            raise TypeError(f"{op}: the input is {x.dtype} but the {name} is {t.dtype}; convert one of them")
+    checks.same_dtype(x, weight, op, "weight")
+    checks.same_dtype(x, bias, op, "bias")
 
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups, op):

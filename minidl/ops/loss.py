@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import backend
+from minidl import backend, checks
 from minidl.autograd import Function
 from minidl.ops.activation import log_softmax, relu, sigmoid, softmax
 from minidl.ops.arithmetic import abs as abs_
@@ -87,8 +87,7 @@ class BinaryCrossEntropyWithLogits(Function):
 # Helpers: reductions, the class axis, target distributions
 # --------------------------------------------------------------------------- #
 def check_reduction(reduction, op: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    checks.choice(reduction, REDUCTIONS, op, "reduction")
 
 
 def reduce_loss(loss, reduction: str, divisor=None):
@@ -189,10 +188,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     Probabilities t give q = w * ((1 - eps) t + eps / C) and 'mean' divides by the number
     of rows; they receive a gradient when they require one."""
     check_reduction(reduction, "cross_entropy")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if input.dtype.kind != "f":
-        raise TypeError(f"cross_entropy: expected floating-point logits, got dtype {input.dtype}")
+    checks.probability(label_smoothing, "cross_entropy", "label_smoothing")
+    checks.floating(input, "cross_entropy", "floating-point logits")
     rows, target_rows, loss_shape = classes_last(input, target, "cross_entropy")
     num_classes = rows.shape[1]
     weight = as_tensor_on(weight, input)
@@ -249,8 +246,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
             f"binary_cross_entropy_with_logits: target size {tuple(target.shape)} must be the same as "
             f"input size {tuple(input.shape)}"
         )
-    if input.dtype.kind != "f":
-        raise TypeError(f"binary_cross_entropy_with_logits: expected floating-point logits, got dtype {input.dtype}")
+    checks.floating(input, "binary_cross_entropy_with_logits", "floating-point logits")
     target = as_tensor_on(target, input)
     target = target.astype(input.dtype) if target.dtype != input.dtype else target
     pos_weight = as_tensor_on(pos_weight, input)

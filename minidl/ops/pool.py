@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import backend
+from minidl import backend, checks
 from minidl.autograd import Function
-from minidl.ops.conv import as_ints, check_input, im2col
+from minidl.ops.conv import check_input, im2col
 from minidl.ops.linalg import matmul
 from minidl.ops.reduce import mean as mean_
 from minidl.ops.reduce import sum as sum_
@@ -96,12 +96,11 @@ def first_winner(windows, best):
 # --------------------------------------------------------------------------- #
 def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, spatial_dims, op):
     """Check the arguments; return (kernel, stride, dilation, padding ((before, after) per axis))."""
-    kernel = as_ints(kernel_size, spatial_dims, "kernel_size", op, minimum=1)
-    stride = kernel if stride is None or stride == () else as_ints(stride, spatial_dims, "stride", op, minimum=1)
-    dilation = as_ints(dilation, spatial_dims, "dilation", op, minimum=1)
-    pads = as_ints(padding, spatial_dims, "padding", op, minimum=0)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+    kernel = checks.int_tuple(kernel_size, spatial_dims, op, "kernel_size")
+    stride = kernel if stride is None or stride == () else checks.int_tuple(stride, spatial_dims, op, "stride")
+    dilation = checks.int_tuple(dilation, spatial_dims, op, "dilation")
+    pads = checks.int_tuple(padding, spatial_dims, op, "padding", minimum=0)
+    checks.floating(x, op)
     for k, p in zip(kernel, pads):
         if p > k // 2:
             raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k} (as in PyTorch)")
@@ -201,9 +200,7 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
     cols, (oh, ow) = im2col(image, kernel, stride, padding, (1, 1), op)
     total = reshape(sum_(reshape(cols, (c, area, n * oh * ow)), axis=1, keepdims=True), (c, n, oh * ow))
     if divisor_override is not None:
-        if not isinstance(divisor_override, (int, numpy.integer)) or divisor_override <= 0:
-            raise ValueError(f"{op}: divisor_override must be a positive int, got {divisor_override!r}")
-        divisor = int(divisor_override)
+        divisor = checks.positive_int(divisor_override, op, "divisor_override")
     else:
         divisor = _window_counts(image, kernel, stride, padding, count_include_pad, op)  # (OH*OW,)
     return restore(_to_nchw(total / divisor, n, oh, ow))
@@ -250,12 +247,14 @@ def adaptive_bins(size: int, out: int) -> list:
 
 
 def _adaptive_output_size(x, output_size, spatial_dims, op) -> tuple:
-    sizes = (output_size,) * spatial_dims if output_size is None or isinstance(output_size, int) else output_size
-    sizes = tuple(sizes)
-    if len(sizes) != spatial_dims:
-        raise ValueError(f"{op}: output_size must be an int or a tuple of {spatial_dims}, got {output_size!r}")
-    sizes = tuple(x.shape[-spatial_dims + i] if s is None else s for i, s in enumerate(sizes))
-    return as_ints(sizes, spatial_dims, "output_size", op, minimum=1)
+    """output_size as a tuple of ints; None in it keeps that axis's size, as in PyTorch."""
+    sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * spatial_dims
+    if len(sizes) == spatial_dims:
+        sizes = tuple(x.shape[-spatial_dims + i] if s is None else s for i, s in enumerate(sizes))
+    if len(sizes) != spatial_dims or not all(checks.is_int(s) and s >= 1 for s in sizes):
+        what = f"output_size to be an int >= 1 or a tuple of {spatial_dims} such ints (or None)"
+        checks.fail(op, what, output_size)
+    return tuple(int(s) for s in sizes)
 
 
 def _averaging_matrix(size, out, like):
@@ -268,8 +267,7 @@ def _averaging_matrix(size, out, like):
 
 def _adaptive_avg(x, output_size, spatial_dims, op):
     image, restore = _as_image(x, spatial_dims, op)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+    checks.floating(x, op)
     (n, c, h, w) = image.shape
     oh, ow = _as_2d(_adaptive_output_size(x, output_size, spatial_dims, op), spatial_dims, 1)
     if h % oh == 0 and w % ow == 0:  # equal bins: an ordinary mean over blocks
@@ -304,8 +302,7 @@ def adaptive_max_pool2d(input, output_size):
     (PyTorch's F.adaptive_max_pool2d); the gradient goes to the first maximum of each bin."""
     op = "adaptive_max_pool2d"
     image, restore = _as_image(input, 2, op)
-    if input.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got dtype {input.dtype}")
+    checks.floating(input, op)
     (n, c, h, w), (oh, ow) = image.shape, _adaptive_output_size(input, output_size, 2, op)
     if h % oh == 0 and w % ow == 0:  # equal bins: blocks of the image, no copy
         cells = reshape(image, (n, c, oh, h // oh, ow, w // ow))
