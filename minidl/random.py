@@ -26,7 +26,8 @@ CUDA: cupy's generators keep their state in device memory (one cuRAND state per 
 thread) with no public way to read it back or to skip ahead. So a CUDA generator is
 counter-based: its state is ``(seed, draws)``, and draw number ``k`` comes from a fresh
 ``cupy.random.Generator(cupy.random.Philox4x3210(seed=[seed, k]))``, which is cheap to
-make (Philox's set-up is a key and a counter; no skip-ahead as XORWOW needs).
+make (Philox's set-up is a key and a counter; no skip-ahead as XORWOW needs): each
+draw costs one small set-up kernel more, and a state buffer from cupy's memory pool.
 Saving ``(seed, draws)`` and restoring it repeats every later draw exactly. The limits:
 cupy hashes ``[seed, k]`` down to a 32-bit cuRAND seed, so two of many draws may, rarely,
 share a stream (birthday odds: likely once somewhere in ~100 000 draws, harmless for

@@ -105,7 +105,8 @@ def test_a_cpu_generator_draws_what_numpys_default_rng_draws():
     g = minidl.Generator().manual_seed(5)
     reference = np.random.default_rng(5)
     np.testing.assert_array_equal(g.random((2, 3)), reference.random((2, 3)))
-    np.testing.assert_array_equal(g.standard_normal(4, dtype=np.float32), reference.standard_normal(4, dtype=np.float32))
+    np.testing.assert_array_equal(g.standard_normal(4, dtype=np.float32),
+                                  reference.standard_normal(4, dtype=np.float32))
     np.testing.assert_array_equal(g.integers(0, 10, size=6), reference.integers(0, 10, size=6))
     np.testing.assert_array_equal(g.uniform(-2, 3, size=3), reference.uniform(-2, 3, size=3))
     np.testing.assert_array_equal(g.permutation(9), reference.permutation(9))
@@ -234,7 +235,8 @@ def test_set_state_refuses_what_is_not_a_state_for_this_generator(state, error, 
 
 
 def test_set_rng_state_names_itself_and_the_device():
-    with pytest.raises(ValueError, match="set_rng_state: this state belongs to a generator on device 'cpu', not on 'cuda:0'"):
+    wrong_device = "set_rng_state: this state belongs to a generator on device 'cpu', not on 'cuda:0'"
+    with pytest.raises(ValueError, match=wrong_device):
         minidl.set_rng_state(minidl.get_rng_state(), device="cuda")
     with pytest.raises(TypeError, match="set_rng_state: expected a dict"):
         minidl.set_rng_state(b"\x00\x01")
