@@ -177,7 +177,7 @@ def _decode(node: dict, arrays: dict, used: set, device):
         if kind == "scalar":
             return array[()]
         array = backend.to_device(array, device)
-        return Tensor(array, requires_grad=node["requires_grad"]) if kind == "tensor" else array
+        return Tensor.wrap(array).requires_grad_(node["requires_grad"]) if kind == "tensor" else array
     if kind in ("value", "int", "float"):
         value = node["value"]
         return {"int": int, "float": float}.get(kind, lambda v: v)(value)

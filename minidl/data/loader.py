@@ -145,10 +145,10 @@ class DataLoader:
     def _finish(self, batch):
         """Apply the transform to the inputs and wrap every field as a Tensor."""
         if not isinstance(batch, tuple):
-            return Tensor(batch if self.transform is None else self.transform(batch))
+            return Tensor.wrap(batch if self.transform is None else self.transform(batch))
         if self.transform is not None:
             batch = (self.transform(batch[0]),) + batch[1:]
-        return tuple(Tensor(field) for field in batch)
+        return tuple(Tensor.wrap(field) for field in batch)
 
     def __repr__(self) -> str:
         return (
