@@ -38,6 +38,11 @@ def fail(op: str, what: str, value, error=ValueError):
     raise error(f"{op}: expected {what}, got {plain(value)!r}")
 
 
+def is_real(value) -> bool:
+    """An int or float (numpy ones too), not a bool."""
+    return isinstance(value, _REALS) and not isinstance(value, bool)
+
+
 def is_int(value) -> bool:
     """An int or a numpy int, not a bool."""
     return isinstance(value, _INTS) and not isinstance(value, bool)

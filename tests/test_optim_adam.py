@@ -143,11 +143,14 @@ def test_adam_keeps_float32_and_skips_missing_grads():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(lr=-0.1), "invalid learning rate -0.1"),
-        (dict(eps=-1.0), "invalid epsilon value"),
-        (dict(betas=(1.0, 0.999)), r"invalid betas \(1.0, 0.999\)"),
-        (dict(betas=(0.9,)), "invalid betas"),
-        (dict(weight_decay=-0.5), "invalid weight_decay"),
+        (dict(lr=-0.1), r"expected lr to be a finite number in \[0, inf\], got -0.1"),
+        (dict(eps=-1.0), "expected eps to be a finite number"),
+        (dict(betas=(1.0, 0.999)), r"expected betas to be a pair \(beta1, beta2\) of numbers in \[0, 1\), got \(1.0, 0.999\)"),
+        (dict(betas=(0.9,)), r"expected betas to be a pair .*, got \(0.9,\)"),
+        (dict(betas=(0.9, 0.99, 0.999)), r"expected betas to be a pair .*, got \(0.9, 0.99, 0.999\)"),
+        (dict(betas=(0.9, float("nan"))), r"expected betas to be a pair .*, got \(0.9, nan\)"),
+        (dict(weight_decay=-0.5), "expected weight_decay to be a finite number"),
+        (dict(lr=float("nan")), "expected lr to be a finite number .*, got nan"),
     ],
 )
 def test_adam_rejects_bad_hyperparameters(cls, kwargs, message):

@@ -219,9 +219,11 @@ def test_load_state_dict_rejects_mismatches_and_changes_nothing():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(lr=-1.0), "SGD: invalid learning rate -1.0"),
-        (dict(momentum=-0.1), "SGD: invalid momentum"),
-        (dict(weight_decay=-1.0), "SGD: invalid weight_decay"),
+        (dict(lr=-1.0), r"SGD: expected lr to be a finite number in \[0, inf\], got -1.0"),
+        (dict(momentum=-0.1), "SGD: expected momentum to be a finite number"),
+        (dict(weight_decay=-1.0), "SGD: expected weight_decay to be a finite number"),
+        (dict(lr=float("nan")), "SGD: expected lr to be a finite number .*, got nan"),
+        (dict(momentum=float("inf")), "SGD: expected momentum to be a finite number .*, got inf"),
         (dict(nesterov=True), "Nesterov momentum requires momentum > 0 and dampening = 0"),
         (dict(nesterov=True, momentum=0.9, dampening=0.1), "Nesterov momentum requires"),
     ],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from minidl import checks
 from minidl.optim.optimizer import Optimizer
 from minidl.tensor import Tensor
 
@@ -28,22 +29,21 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
                  maximize=False):
         name = type(self).__name__
-        if lr < 0.0:
-            raise ValueError(f"{name}: invalid learning rate {lr} (expected lr >= 0)")
-        if eps < 0.0:
-            raise ValueError(f"{name}: invalid epsilon value {eps} (expected eps >= 0)")
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"{name}: invalid betas {betas} (expected two values in [0, 1))")
-        if weight_decay < 0.0:
-            raise ValueError(f"{name}: invalid weight_decay {weight_decay} (expected weight_decay >= 0)")
+        lr, eps = checks.non_negative_float(lr, name, "lr"), checks.non_negative_float(eps, name, "eps")
+        weight_decay = checks.non_negative_float(weight_decay, name, "weight_decay")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
+                checks.is_real(b) and 0.0 <= b < 1.0 for b in betas):
+            checks.fail(name, "betas to be a pair (beta1, beta2) of numbers in [0, 1)", betas)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize)
         super().__init__(params, defaults)
 
+    state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
     def update(self, p, grad, state, group):
+        """Every change to p and to its moments is an in-place Tensor op, so it bumps their versions."""
         lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if group["maximize"]:
-            grad = -grad
+        g = Tensor(-grad if group["maximize"] else grad)
         if not state:
             xp = p.xp
             state["step"] = 0
@@ -56,22 +56,18 @@ class Adam(Optimizer):
 
         if weight_decay != 0:
             if self.decoupled_weight_decay:
-                p.data *= 1 - lr * weight_decay
+                p.mul_(1 - lr * weight_decay)
             else:
-                grad = grad + weight_decay * p.data
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-        m *= beta1
-        m += (1 - beta1) * grad
-        v *= beta2
-        v += (1 - beta2) * (grad * grad)
+                g = g + weight_decay * p
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).add_(g * g, alpha=1 - beta2)
         if group["amsgrad"]:
-            v_max = state["max_exp_avg_sq"].data
-            p.xp.maximum(v_max, v, out=v_max)
-            v = v_max
+            v = state["max_exp_avg_sq"].copy_(Tensor(p.xp.maximum(state["max_exp_avg_sq"].data, v.data)))
 
         step_size = lr / (1 - beta1**step)
-        denom = p.xp.sqrt(v) / math.sqrt(1 - beta2**step) + eps
-        p.data -= step_size * (m / denom)
+        denom = p.xp.sqrt(v.data) / math.sqrt(1 - beta2**step) + eps
+        p.sub_(Tensor(m.data / denom), alpha=step_size)
 
 
 class AdamW(Adam):

@@ -89,14 +89,18 @@ class Optimizer:
             raise ValueError(f"{self.name}: some parameters appear in more than one parameter group (or twice in one)")
         self.param_groups.append(group)
 
+    state_keys: tuple = ()  # the per-parameter state a subclass keeps (checked on load)
+
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear every parameter's ``.grad`` (to None, or to zeros)."""
+        """Clear every parameter's ``.grad``: to None, or to zeros in place (``grad.zero_()``)."""
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = Tensor(p.xp.zeros_like(p.grad.data))
+                    if p.grad.grad_fn is not None or p.grad.requires_grad:  # a grad built with create_graph
+                        p.grad = p.grad.detach()
+                    p.grad.zero_()
 
     def step(self, closure=None):
         """Update every parameter once from its ``.grad``. Subclasses implement ``update``."""
@@ -105,11 +109,25 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         with no_grad():
+            for index, p in enumerate(p for group in self.param_groups for p in group["params"]):
+                if p.grad is not None:
+                    self._check_devices(index, p, self.state.get(p, {}))
             for group in self.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
                         self.update(p, p.grad.data, self.state.setdefault(p, {}), group)
         return loss
+
+    def _check_devices(self, index: int, p, state: dict) -> None:
+        """The state of parameter ``index`` lives where the parameter does. As in PyTorch, ``model.to()``
+        after steps leaves the state behind (step() refuses); ``load_state_dict`` moves it."""
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.device != p.device:
+                raise RuntimeError(
+                    f"{self.name}.step: expected the state of parameter {index} on {p.device} like the "
+                    f"parameter, got state[{index}][{key!r}] on {value.device} (was the model moved with "
+                    f".to() after the optimizer stepped? load_state_dict(opt.state_dict()) moves the state)"
+                )
 
     def update(self, p, grad, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         """Change ``p.data`` in place from the raw gradient array ``grad``."""
@@ -145,6 +163,7 @@ class Optimizer:
                 f"{where}: the state dict has {len(saved_groups)} parameter groups, the optimizer has "
                 f"{len(self.param_groups)}"
             )
+        self._check_kind(state_dict, where)
         params_by_index = {}
         for i, (ours, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(ours["params"]) != len(saved["params"]):
@@ -168,12 +187,39 @@ class Optimizer:
         for ours, saved in zip(self.param_groups, saved_groups):
             ours.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
 
+    def _check_kind(self, state_dict: dict, where: str) -> None:
+        """The state dict comes from the same kind of optimizer: its groups have our hyper-parameters
+        and its per-parameter state our keys (Adam's 'betas' or 'exp_avg' cannot load into SGD)."""
+        for i, saved in enumerate(state_dict["param_groups"]):
+            missing = sorted(set(self.defaults) - set(saved))
+            if missing:
+                raise ValueError(
+                    f"{where}: expected the state dict of a {self.name} (hyper-parameters {sorted(self.defaults)}), "
+                    f"got group {i} without {missing}: it comes from {_kind_of(saved)}"
+                )
+        for index, values in state_dict["state"].items():
+            foreign = sorted(set(values) - set(self.state_keys))
+            if foreign:
+                raise ValueError(
+                    f"{where}: expected the per-parameter state of a {self.name} (keys {list(self.state_keys)}), "
+                    f"got state[{index}] with {foreign}"
+                )
+
     def __repr__(self) -> str:
         lines = [f"{self.name} ("]
         for i, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i}")
             lines.extend(f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params")
         return "\n".join(lines) + "\n)"
+
+
+def _kind_of(group: dict) -> str:
+    """A guess at which optimizer saved a parameter group, from its hyper-parameters."""
+    if "betas" in group:
+        return "Adam or AdamW (it has 'betas')"
+    if "momentum" in group:
+        return "SGD (it has 'momentum')"
+    return "another kind of optimizer"
 
 
 def _restore(value, p, where: str):

@@ -11,6 +11,7 @@ PyTorch's equations, for gradient g, parameter p and momentum buffer b::
 
 from __future__ import annotations
 
+from minidl import checks
 from minidl.optim.optimizer import Optimizer
 from minidl.tensor import Tensor
 
@@ -20,12 +21,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
                  maximize=False):
-        if lr < 0.0:
-            raise ValueError(f"SGD: invalid learning rate {lr} (expected lr >= 0)")
-        if momentum < 0.0:
-            raise ValueError(f"SGD: invalid momentum {momentum} (expected momentum >= 0)")
-        if weight_decay < 0.0:
-            raise ValueError(f"SGD: invalid weight_decay {weight_decay} (expected weight_decay >= 0)")
+        lr = checks.non_negative_float(lr, "SGD", "lr")
+        momentum = checks.non_negative_float(momentum, "SGD", "momentum")
+        dampening = checks.real(dampening, "SGD", "dampening")
+        weight_decay = checks.non_negative_float(weight_decay, "SGD", "weight_decay")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(
                 f"SGD: Nesterov momentum requires momentum > 0 and dampening = 0, "
@@ -35,19 +34,22 @@ class SGD(Optimizer):
                         nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults)
 
+    state_keys = ("momentum_buffer",)
+
     def update(self, p, grad, state, group):
+        """Every change to p and to its buffer is an in-place Tensor op, so it bumps their versions."""
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        g = Tensor(grad)
         if weight_decay != 0:
-            grad = grad + weight_decay * p.data
+            g = g + weight_decay * p
         if momentum != 0:
             buffer = state.get("momentum_buffer")
             if buffer is None:
-                buffer = state["momentum_buffer"] = Tensor(grad.copy())
+                buffer = state["momentum_buffer"] = Tensor(g.data.copy())
             else:
-                buffer.data *= momentum
-                buffer.data += (1 - group["dampening"]) * grad
-            grad = grad + momentum * buffer.data if group["nesterov"] else buffer.data
+                buffer.mul_(momentum).add_(g, alpha=1 - group["dampening"])
+            g = g + momentum * buffer if group["nesterov"] else buffer
         if group["maximize"]:
-            p.data += lr * grad
+            p.add_(g, alpha=lr)
         else:
-            p.data -= lr * grad
+            p.sub_(g, alpha=lr)
