@@ -119,7 +119,7 @@ print(f"{'scale':>8} {'max |analytic|':>15} {'max abs error':>14} {'max rel erro
 for scale in (1.0, 1e3, 1e6):
 
     def loss(w, scale=scale):
-        return (minidl.softmax(inputs @ w, axis=1) * v).sum() * scale
+        return (minidl.softmax(inputs @ w, dim=1) * v).sum() * scale
 
     weight.grad = None
     loss(weight).backward()

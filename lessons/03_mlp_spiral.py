@@ -59,9 +59,9 @@ targets = minidl.tensor(y, device=device)
 # Its gradient is the simplest in deep learning: dL/dz = (p - onehot(t)) / N.
 # (logsumexp is computed as m + log sum exp(z - m) with m = max z: exp never overflows.)
 def cross_entropy_by_hand(logits, onehot):
-    shifted = logits - logits.max(axis=1, keepdims=True).detach()  # the max only guards exp
-    log_probs = shifted - shifted.exp().sum(axis=1, keepdims=True).log()
-    picked = (log_probs * onehot).sum(axis=1)  # log p[n, t_n]: the onehot row keeps the true class
+    shifted = logits - logits.amax(dim=1, keepdim=True).detach()  # the max only guards exp
+    log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
+    picked = (log_probs * onehot).sum(dim=1)  # log p[n, t_n]: the onehot row keeps the true class
     return -picked.mean()
 
 
@@ -97,7 +97,7 @@ def mlp():
 
 def accuracy(model):
     with minidl.no_grad():
-        return float((model(inputs).argmax(axis=1) == targets).numpy().mean())
+        return float((model(inputs).argmax(dim=1) == targets).numpy().mean())
 
 
 def train(model, optimizer, epochs):
@@ -168,7 +168,7 @@ print(f"saved {path}")
 # %% 5. Decision boundaries: the class predicted at every point of the plane
 def predicted_classes(model, grid_points):
     with minidl.no_grad():
-        return model(minidl.tensor(grid_points, device=device)).argmax(axis=1).numpy()
+        return model(minidl.tensor(grid_points, device=device)).argmax(dim=1).numpy()
 
 
 steps = 60 if args.smoke else 300

@@ -125,7 +125,7 @@ for epoch in range(1, args.epochs + 1):
             optimizer.step()
             with minidl.no_grad():
                 loss_sum = loss_sum + loss * len(y)
-                correct = correct + (logits.argmax(axis=1) == y).sum()
+                correct = correct + (logits.argmax(dim=1) == y).sum()
             seen += len(y)
             if step % 50 == 0 or step == len(train_loader):  # reading a number waits for the GPU: rarely
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.1%}")

@@ -102,7 +102,7 @@ class DigitCNN(nn.Module):
         xp, frames = lengths.xp, h.shape[-1]
         covered = xp.clip(-(-lengths.data // self.POOLING), 1, frames)  # (B,)
         mask = (xp.arange(frames) < covered[:, None])[:, None, :].astype(h.dtype)  # (B, 1, T // 4)
-        pooled = (h * minidl.Tensor(mask)).sum(axis=2) / minidl.Tensor(covered[:, None].astype(h.dtype))
+        pooled = (h * minidl.Tensor(mask)).sum(dim=2) / minidl.Tensor(covered[:, None].astype(h.dtype))
         return self.classifier(self.dropout(pooled))
 
 

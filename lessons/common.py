@@ -94,7 +94,7 @@ def evaluate(model, loader):
         for *inputs, target in loader:
             logits = model(*inputs)
             total = total + F.cross_entropy(logits, target, reduction="sum")
-            predicted.append(logits.argmax(axis=1).data)
+            predicted.append(logits.argmax(dim=1).data)
             targets.append(target.data)
     model.train(was_training)
     xp = get_array_module(*targets)

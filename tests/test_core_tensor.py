@@ -239,11 +239,14 @@ def test_setitem_refuses_to_break_gradients():
 def test_shape_methods_use_pytorch_spellings():
     x = minidl.arange(24).reshape(2, 3, 4)
     assert x.reshape((6, 4)).shape == (6, 4) and x.view(4, -1).shape == (4, 6)
-    assert x.transpose(0, 2).shape == (4, 3, 2) and x.transpose().shape == (4, 3, 2)
+    assert x.transpose(0, 2).shape == (4, 3, 2) and x.swapaxes(0, 2).shape == (4, 3, 2)
+    with pytest.raises(TypeError):  # PyTorch's transpose swaps two dims: for a permutation, use permute
+        x.transpose()
     assert x.permute(1, 0, 2).shape == (3, 2, 4) and x.permute((2, 1, 0)).shape == (4, 3, 2)
     assert x.T.shape == (4, 3, 2) and x.mT.shape == (2, 4, 3)
     assert x.flatten().shape == (24,) and x.flatten(1).shape == (2, 12)
     assert x.unsqueeze(0).shape == (1, 2, 3, 4) and x.unsqueeze(-1).shape == (2, 3, 4, 1)
     assert x[:1].squeeze().shape == (3, 4) and x[:1].squeeze(0).shape == (3, 4)
+    assert x.squeeze(1).shape == (2, 3, 4)  # a dim whose size is not 1 stays, as in PyTorch
     assert x[:, :1].expand(2, 5, 4).shape == (2, 5, 4)
     np.testing.assert_array_equal(x.permute(2, 0, 1).numpy(), np.arange(24).reshape(2, 3, 4).transpose(2, 0, 1))

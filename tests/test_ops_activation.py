@@ -154,6 +154,6 @@ def test_softmax_rows_sum_to_one_and_method_forms():
 
 
 @pytest.mark.parametrize("op", [minidl.softmax, minidl.log_softmax])
-def test_softmax_axis_errors_name_the_op(op):
-    with pytest.raises(ValueError, match=rf"{op.__name__}: axis 2 is out of range for a tensor with 2 dimensions"):
+def test_softmax_dim_errors_name_the_op(op):
+    with pytest.raises(ValueError, match=rf"{op.__name__}: expected dim in \[-2, 1\] for a 2-d input, got 2"):
         op(minidl.ones(2, 3), 2)

@@ -1,5 +1,6 @@
-"""Reductions: sum, mean, max, min, var, std, argmax, argmin over all axes, one axis or a
-tuple, with keepdims; forward against numpy, backward by gradcheck, and the errors."""
+"""Reductions: sum, mean, amax, amin, max, min, var, std, argmax, argmin over all dims, one dim
+or a tuple, with keepdim; forward against numpy, backward by gradcheck, and the errors.
+(The dim/axis aliases and max's (values, indices) are pinned in test_api_consistency.py.)"""
 
 import numpy as np
 import pytest
@@ -47,8 +48,8 @@ def count(shape, axis):
 REDUCTIONS = {
     "sum": (minidl.sum, np.sum),
     "mean": (minidl.mean, np.mean),
-    "max": (minidl.max, np.max),
-    "min": (minidl.min, np.min),
+    "amax": (minidl.amax, np.max),
+    "amin": (minidl.amin, np.min),
 }
 
 
@@ -59,7 +60,7 @@ def test_reduction_forward_and_backward(device, name, case, keepdims, seed):
     op, reference = REDUCTIONS[name]
     shape, axis = case
     values = distinct(shape, seed)
-    y = op(leaf(values, device), axis=axis, keepdims=keepdims)
+    y = op(leaf(values, device), dim=axis, keepdim=keepdims)
     expected = reference(values, axis=axis, keepdims=keepdims)
     assert y.shape == np.shape(expected)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-12)
@@ -72,19 +73,20 @@ def test_reduction_forward_and_backward(device, name, case, keepdims, seed):
 def test_var_and_std(device, correction, case, keepdims, seed):
     shape, axis = case
     if count(shape, axis) <= correction:
-        with pytest.raises(ValueError, match="var: 1 element\\(s\\) per reduction is too few for correction=1"):
+        with pytest.raises(ValueError, match=r"var: expected more than 1 element\(s\) per reduction for correction=1, got 1"):
             minidl.var(leaf(np.zeros(shape), device), axis, correction=correction)
         return
     values = np.random.default_rng(seed).normal(size=shape)
     x = leaf(values, device)
     np.testing.assert_allclose(
-        minidl.var(x, axis, keepdims, correction).numpy(), np.var(values, axis, ddof=correction, keepdims=keepdims)
+        minidl.var(x, axis, keepdim=keepdims, correction=correction).numpy(),
+        np.var(values, axis, ddof=correction, keepdims=keepdims),
     )
     np.testing.assert_allclose(
-        x.std(axis, keepdims, correction).numpy(), np.std(values, axis, ddof=correction, keepdims=keepdims)
+        x.std(axis, bool(correction), keepdims).numpy(), np.std(values, axis, ddof=correction, keepdims=keepdims)
     )
-    assert minidl.gradcheck(lambda x: x.var(axis, keepdims, correction), leaf(values, device))
-    assert minidl.gradgradcheck(lambda x: x.var(axis, keepdims, correction), leaf(values, device))
+    assert minidl.gradcheck(lambda x: x.var(axis, keepdim=keepdims, correction=correction), leaf(values, device))
+    assert minidl.gradgradcheck(lambda x: x.var(axis, keepdim=keepdims, correction=correction), leaf(values, device))
 
 
 @settings(max_examples=10)
@@ -93,13 +95,16 @@ def test_sum_and_mean_second_derivatives(case, seed):
     shape, axis = case
     values = distinct(shape, seed)
     assert minidl.gradgradcheck(lambda x: minidl.mean(x * x, axis), leaf(values, "cpu"))
-    assert minidl.gradgradcheck(lambda x: minidl.max(x * x, axis), leaf(values + 1.0, "cpu"))
+    assert minidl.gradgradcheck(lambda x: minidl.amax(x * x, axis), leaf(values + 1.0, "cpu"))
 
 
-def test_max_splits_the_gradient_between_ties():
+def test_amax_splits_the_gradient_between_ties_and_max_with_a_dim_gives_it_to_the_first():
     x = leaf([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], "cpu")
-    x.max(axis=1).sum().backward()
+    x.amax(dim=1).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [[0, 0.5, 0.5], [0.5, 0, 0.5]])
+    x = leaf([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], "cpu")
+    x.max(dim=1).values.sum().backward()  # PyTorch: the gradient follows the returned index
+    np.testing.assert_allclose(x.grad.numpy(), [[0, 1, 0], [1, 0, 0]])
     y = leaf([4.0, 1.0, 4.0, 4.0], "cpu")
     y.min().backward()
     np.testing.assert_allclose(y.grad.numpy(), [0, 1, 0, 0])
@@ -107,8 +112,10 @@ def test_max_splits_the_gradient_between_ties():
 
 def test_a_0d_tensor_reduces_to_itself():
     x = leaf(2.0, "cpu")
-    for op in (minidl.sum, minidl.mean, minidl.max, minidl.min):
+    for op in (minidl.sum, minidl.mean, minidl.max, minidl.min, minidl.amax, minidl.amin):
         assert op(x).shape == () and op(x).item() == 2.0
+    values, indices = minidl.max(x, 0)
+    assert values.item() == 2.0 and indices.item() == 0
 
 
 @fixture_ok
@@ -126,20 +133,26 @@ def test_argmax_argmin_match_numpy(device, case, keepdims, seed):
         np.testing.assert_array_equal(result.numpy(), expected)
 
 
-@pytest.mark.parametrize("op", [minidl.sum, minidl.mean, minidl.max, minidl.var])
-def test_bad_axes_name_the_op(op):
+@pytest.mark.parametrize("op", [minidl.sum, minidl.mean, minidl.amax, minidl.var])
+def test_bad_dims_name_the_op(op):
     x = minidl.ones(2, 3)
     name = op.__name__
-    with pytest.raises(ValueError, match=rf"{name}: axis 2 is out of range for a tensor with 2 dimensions"):
+    with pytest.raises(ValueError, match=rf"{name}: expected dim in \[-2, 1\] for a 2-d input, got 2"):
         op(x, 2)
-    with pytest.raises(ValueError, match=rf"{name}: repeated axis"):
+    with pytest.raises(ValueError, match=rf"{name}: expected each dim at most once, got \(1, -1\)"):
         op(x, (1, -1))
+    with pytest.raises(ValueError, match=r"max: expected dim in \[-2, 1\] for a 2-d input, got 2"):
+        minidl.max(x, 2)
+    with pytest.raises(TypeError, match=r"max: expected dim in \[-2, 1\] for a 2-d input, got \(0, 1\)"):
+        minidl.max(x, (0, 1))  # PyTorch's max takes one dim; amax takes several
 
 
 def test_empty_reductions():
     empty = minidl.zeros(0, 3)
     assert minidl.sum(empty, 0).tolist() == [0.0, 0.0, 0.0]
-    with pytest.raises(ValueError, match=r"max: cannot reduce over an empty axis of a tensor of shape \(0, 3\)"):
+    with pytest.raises(ValueError, match=r"amax: expected no empty dim to reduce over, got a tensor of shape \(0, 3\)"):
+        minidl.amax(empty, 0)
+    with pytest.raises(ValueError, match=r"max: expected no empty dim to reduce over, got a tensor of shape \(0, 3\)"):
         minidl.max(empty, 0)
-    with pytest.raises(ValueError, match="mean: cannot average over an empty axis"):
+    with pytest.raises(ValueError, match="mean: expected no empty dim to average over"):
         minidl.mean(empty)

@@ -46,11 +46,12 @@ def test_reshape(device, shape, seed):
 def test_transpose_and_permute(device, data, shape, seed):
     axes = tuple(data.draw(st.permutations(range(len(shape)))))
     values = uniform(shape, seed)
-    check(lambda x: minidl.transpose(x, axes), values, device, lambda v: v.transpose(axes))
+    check(lambda x: minidl.permute(x, axes), values, device, lambda v: v.transpose(axes))
     check(lambda x: x.permute(*axes), values, device, lambda v: v.transpose(axes))
     check(lambda x: x.T, values, device, lambda v: v.T)
     if len(shape) >= 2:
         check(lambda x: x.transpose(0, -1), values, device, lambda v: np.swapaxes(v, 0, -1))
+        check(lambda x: minidl.transpose(x, -1, 0), values, device, lambda v: np.swapaxes(v, 0, -1))
 
 
 @fixture_ok
@@ -170,8 +171,11 @@ def test_chunk_like_pytorch(n, chunks, expected):
 def test_pad(device, data, shape, seed):
     widths = tuple((data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in shape)
     values = uniform(shape, seed)
-    check(lambda x: minidl.pad(x, widths, value=1.5), values, device, lambda v: np.pad(v, widths, constant_values=1.5))
-    check(lambda x: minidl.pad(x, 1), values, device, lambda v: np.pad(v, 1))
+    last_first = tuple(w for pair in widths[::-1] for w in pair)  # PyTorch's order: last dim first
+    reference = lambda v: np.pad(v, widths, constant_values=1.5)  # noqa: E731
+    check(lambda x: minidl.pad(x, last_first, value=1.5), values, device, reference)
+    check(lambda x: minidl.ops.shape.pad_per_dim(x, widths, value=1.5), values, device, reference)
+    check(lambda x: minidl.ops.shape.pad_per_dim(x, 1), values, device, lambda v: np.pad(v, 1))
 
 
 @fixture_ok
@@ -202,20 +206,20 @@ def test_broadcast_to_and_sum_to_are_adjoint(device, shapes, seed):
         (lambda x: x.reshape(4, 4), r"reshape: cannot reshape a tensor of shape \(2, 3\) \(6 elements\) to \(4, 4\)"),
         (lambda x: x.reshape(-1, -1), r"reshape: cannot reshape"),
         (lambda x: x.reshape(4, -1), r"reshape: cannot reshape"),
-        (lambda x: minidl.transpose(x, (0, 0)), r"transpose: axes \(0, 0\) are not a permutation of 2 dimensions"),
-        (lambda x: minidl.transpose(x, (0, 2)), r"transpose: axes \(0, 2\) are not a permutation"),
-        (lambda x: x.transpose(0, 3), r"swapaxes: axis 3 is out of range"),
-        (lambda x: x.unsqueeze(3), r"unsqueeze: axis 3 is out of range for a tensor with 2 dimensions"),
-        (lambda x: x.squeeze(1), r"squeeze: axis 1 has size 3, not 1"),
+        (lambda x: minidl.permute(x, (0, 0)), r"permute: expected dims to be a permutation of the 2 dims .* got \(0, 0\)"),
+        (lambda x: minidl.permute(x, (0, 2)), r"permute: expected dim in \[-2, 1\] for a 2-d input, got 2"),
+        (lambda x: x.transpose(0, 3), r"transpose: expected dim in \[-2, 1\] for a 2-d input, got 3"),
+        (lambda x: x.unsqueeze(3), r"unsqueeze: expected dim in \[-3, 2\] for a 2-d input, got 3"),
         (
             lambda x: minidl.cat([x, minidl.ones(3, 3)], 1),
-            r"cat: tensor 1 has shape \(3, 3\), which does not match \(2, 3\) outside axis 1",
+            r"cat: expected tensor 1 to match tensor 0's shape \(2, 3\) outside dim 1, got shape \(3, 3\)",
         ),
         (lambda x: minidl.cat([]), r"cat: expected a non-empty list"),
-        (lambda x: minidl.stack([x, minidl.ones(3, 2)]), r"stack: tensor 1 has shape \(3, 2\), expected \(2, 3\)"),
-        (lambda x: minidl.split(x, 0), r"split: split size must be positive, got 0"),
-        (lambda x: minidl.chunk(x, 0), r"chunk: chunks must be positive, got 0"),
-        (lambda x: minidl.pad(x, -1), r"pad: widths must be non-negative"),
+        (lambda x: minidl.stack([x, minidl.ones(3, 2)]), r"stack: expected tensor 1 to have tensor 0's shape \(2, 3\), got \(3, 2\)"),
+        (lambda x: minidl.split(x, 0), r"split: expected split_size to be a positive int, got 0"),
+        (lambda x: minidl.chunk(x, 0), r"chunk: expected chunks to be a positive int, got 0"),
+        (lambda x: minidl.pad(x, (-1, 0)), r"pad: expected non-negative widths"),
+        (lambda x: minidl.pad(x, (1, 1, 1)), r"pad: expected an even number of int widths.*got \(1, 1, 1\)"),
         (lambda x: x.broadcast_to((4, 3)), r"broadcast_to: cannot broadcast shape \(2, 3\) to \(4, 3\)"),
         (lambda x: x.broadcast_to((3,)), r"broadcast_to: cannot broadcast shape \(2, 3\) to \(3,\)"),
         (lambda x: minidl.sum_to(x, (2,)), r"sum_to: shape \(2, 3\) cannot be summed down to \(2,\)"),
@@ -229,5 +233,5 @@ def test_shape_errors(call, message):
 
 
 def test_split_sizes_must_add_up():
-    with pytest.raises(ValueError, match=r"split: sizes \[1, 2\] add up to 3, but axis 1 has length 4"):
+    with pytest.raises(ValueError, match=r"split: expected sizes that add up to 4 \(the length of dim 1\), got \[1, 2\]"):
         minidl.split(minidl.ones(2, 4), [1, 2], axis=1)

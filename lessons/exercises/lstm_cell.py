@@ -19,13 +19,13 @@ returns six, one per input: (dx, dh, dc, dweight_ih, dweight_hh, dbias). Derive,
     di = dc_new * g      df = dc_new * c      dg = dc_new * i
     dc = dc_new * f                                       the gradient for the old cell state
     da_i = di * i * (1 - i)   da_f = df * f * (1 - f)   da_g = dg * (1 - g**2)   da_o = do * o * (1 - o)
-    da = [da_i, da_f, da_g, da_o] joined along axis 1       (N, 4H)
+    da = [da_i, da_f, da_g, da_o] joined along dim 1        (N, 4H)
     dx = da @ weight_ih     dh = da @ weight_hh     dweight_ih = da.T @ x
     dweight_hh = da.T @ h   dbias = da summed over the batch axis
 
 Shapes: x (N, I); h, c (N, H); weight_ih (4H, I); weight_hh (4H, H); bias (4H,).
 ``self.inputs`` is (x, h, c, weight_ih, weight_hh, bias), as Tensors. Tensor ops mix
-with arrays (``gh * self.o``); ``minidl.cat([...], axis=1)`` joins Tensors.
+with arrays (``gh * self.o``); ``minidl.cat([...], dim=1)`` joins Tensors.
 
 Check it:  python -m minidl.exercises check lstm_cell
 """
@@ -49,7 +49,7 @@ class LSTMCell(Function):
         raise NotImplementedError(
             "LSTMCell.backward: from gh and gc compute dc_new, then the gate gradients di, df, dg, do, "
             "then da (N, 4H) through each gate's nonlinearity; return (da @ weight_ih, da @ weight_hh, "
-            "dc_new * f, da.T @ x, da.T @ h, da summed over axis 0)"
+            "dc_new * f, da.T @ x, da.T @ h, da summed over dim 0)"
         )
 
 

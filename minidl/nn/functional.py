@@ -1,7 +1,8 @@
 """minidl.nn.functional (``import minidl.nn.functional as F``): the layers as plain functions.
 
-Each function has PyTorch's name, argument order and defaults (``dim`` for the axis) and
-is a thin wrapper over ops in ``minidl.ops``, where the math and its derivative live.
+Each function has PyTorch's name, argument order and defaults (``dim`` for the axis; numpy's
+``axis`` accepted too) and is an op of ``minidl.ops`` or a thin wrapper over them: the math
+and its derivative live in the ops.
 Layers (``minidl.nn.Linear`` ...) hold the parameters and call these.
 """
 
@@ -11,7 +12,7 @@ import numpy
 
 from minidl import backend, ops
 from minidl.autograd import no_grad
-from minidl.ops.activation import leaky_relu, relu, sigmoid, tanh  # noqa: F401
+from minidl.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 from minidl.ops.conv import conv1d, conv2d, fold, unfold  # noqa: F401
 from minidl.ops.pool import (  # noqa: F401
     adaptive_avg_pool1d,
@@ -29,6 +30,7 @@ from minidl.ops.loss import (  # noqa: F401
     nll_loss,
 )
 from minidl.ops.norm import batch_norm_eval, batch_norm_train
+from minidl.ops.shape import pad  # noqa: F401  (PyTorch's: last dim first)
 from minidl.random import default_generator
 from minidl.tensor import Tensor
 
@@ -36,23 +38,13 @@ from minidl.tensor import Tensor
 # --------------------------------------------------------------------------- #
 # Activations
 # --------------------------------------------------------------------------- #
-def softmax(input, dim=-1):
-    """exp(x_i) / sum_j exp(x_j) along ``dim``."""
-    return ops.softmax(input, dim)
-
-
-def log_softmax(input, dim=-1):
-    """log softmax along ``dim``, computed stably via log-sum-exp."""
-    return ops.log_softmax(input, dim)
-
-
 def silu(input):
     """x * sigmoid(x) (also called swish)."""
     return input * ops.sigmoid(input)
 
 
 # --------------------------------------------------------------------------- #
-# Linear, padding
+# Linear
 # --------------------------------------------------------------------------- #
 def linear(input, weight, bias=None):
     """y = x W^T + b for x (*, in), W (out, in), b (out,)."""
@@ -63,26 +55,8 @@ def linear(input, weight, bias=None):
             f"linear: input of shape {input.shape} does not match weight of shape {weight.shape}: "
             f"expected input of shape (*, {weight.shape[1]}) (the last axis holds the in_features)"
         )
-    y = ops.matmul(input, ops.swapaxes(weight, 0, 1))
+    y = ops.matmul(input, ops.transpose(weight, 0, 1))
     return y if bias is None else y + bias
-
-
-def pad(input, pad, mode="constant", value=0.0):
-    """PyTorch's pad: ``pad`` lists (before, after) pairs starting from the LAST axis,
-    e.g. (left, right, top, bottom) pads the last two axes of an image batch."""
-    if mode != "constant":
-        raise NotImplementedError(f"pad: only mode='constant' is implemented, got mode={mode!r}")
-    pad = tuple(int(p) for p in pad)
-    if len(pad) % 2 or len(pad) // 2 > input.ndim:
-        raise ValueError(
-            f"pad: expected an even number of widths, at most 2 per axis ({2 * input.ndim} for this "
-            f"{input.ndim}-d input), got {pad}"
-        )
-    if any(p < 0 for p in pad):
-        raise ValueError(f"pad: negative widths (cropping) are not supported, got {pad}")
-    pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]  # last axis first
-    widths = [(0, 0)] * (input.ndim - len(pairs)) + pairs[::-1]
-    return ops.pad(input, widths, value)
 
 
 # --------------------------------------------------------------------------- #

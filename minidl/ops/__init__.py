@@ -2,11 +2,12 @@
 Function classes (forward on arrays, backward in Tensor ops, the derivative in the
 docstring) and the functional forms re-exported here.
 
-Argument names: ops (and the Tensor methods that call them) follow numpy, ``axis`` and
-``keepdims`` (``minidl.sum(x, axis=1, keepdims=True)``, ``x.softmax(axis=-1)``); the
-layer-level functions in ``minidl.nn.functional`` follow PyTorch, ``dim``
-(``F.softmax(x, dim=1)``). Where numpy has no such op, PyTorch's names are used
-(``flatten(x, start_dim, end_dim)``, ``split``, ``chunk``, ``conv2d``, ``max_pool2d``).
+Names, arguments and results are PyTorch's, here, in the Tensor methods that call these
+(``x.sum(dim=1, keepdim=True)``) and in ``minidl.nn.functional``: ``dim`` and ``keepdim``
+(numpy's ``axis`` and ``keepdims`` are accepted as aliases, as PyTorch accepts them; giving
+both is a TypeError), ``transpose(x, dim0, dim1)`` swaps two dims and ``permute(x, dims)``
+reorders all, ``pad(x, pad)`` takes pairs from the last dim backwards, ``max(x, dim)`` is a
+``(values, indices)`` pair while ``amax(x, dim)`` is the values, ``clamp(x, min=, max=)``.
 """
 
 from minidl.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh
@@ -14,6 +15,7 @@ from minidl.ops.arithmetic import (
     abs,
     add,
     cast,
+    clamp,
     clip,
     div,
     exp,
@@ -37,7 +39,7 @@ from minidl.ops.pool import (
     max_pool1d,
     max_pool2d,
 )
-from minidl.ops.reduce import argmax, argmin, max, mean, min, std, sum, var
+from minidl.ops.reduce import amax, amin, argmax, argmin, max, mean, min, std, sum, var
 from minidl.ops.recurrent import gru_cell, lstm_cell, recurrence, rnn_relu_cell, rnn_tanh_cell
 from minidl.ops.shape import (
     broadcast_to,
@@ -46,6 +48,7 @@ from minidl.ops.shape import (
     flatten,
     getitem,
     pad,
+    permute,
     reshape,
     split,
     squeeze,
@@ -57,9 +60,9 @@ from minidl.ops.shape import (
 )
 
 __all__ = [
-    "abs", "add", "argmax", "argmin", "broadcast_to", "cast", "cat", "chunk", "clip", "div", "exp",
-    "flatten", "getitem", "leaky_relu", "log", "log_softmax", "matmul", "max", "mean", "min", "mul",
-    "neg", "pad", "pow", "relu", "reshape", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack",
+    "abs", "add", "amax", "amin", "argmax", "argmin", "broadcast_to", "cast", "cat", "chunk", "clamp", "clip",
+    "div", "exp", "flatten", "getitem", "leaky_relu", "log", "log_softmax", "matmul", "max", "mean", "min", "mul",
+    "neg", "pad", "permute", "pow", "relu", "reshape", "sigmoid", "softmax", "split", "sqrt", "squeeze", "stack",
     "std", "sub", "sum", "sum_to", "swapaxes", "tanh", "to_device", "transpose", "unsqueeze", "var", "where",
 ]
 __all__ += ["gru_cell", "lstm_cell", "rnn_relu_cell", "rnn_tanh_cell"]  # ops.recurrence stays in ops

@@ -1,18 +1,21 @@
 """Activations: tanh, sigmoid, relu, leaky_relu, softmax, log_softmax.
 
-softmax and log_softmax take numpy's ``axis``; ``minidl.nn.functional`` wraps them with PyTorch's ``dim``.
+softmax and log_softmax take PyTorch's ``dim`` (numpy's ``axis`` accepted too); ``minidl.nn.functional``
+re-exports them (``F.softmax(x, dim=1)``).
 """
 
 from __future__ import annotations
 
-from minidl import backend
+from minidl import backend, checks
 from minidl.autograd import Function
 from minidl.ops.reduce import sum as sum_
-from minidl.ops.shape import normalize_axes
+from minidl.ops.shape import dim_aliases
 
 
 class Tanh(Function):
     """y = tanh(x);  dy/dx = 1 - y**2"""
+
+    keeps_outputs = True  # backward reads y
 
     def forward(self, x):
         return backend.get_array_module(x).tanh(x)
@@ -28,6 +31,8 @@ class Sigmoid(Function):
     Computed as 1/(1+e) for x >= 0 and e/(1+e) for x < 0 with e = exp(-|x|),
     so exp never overflows, even for |x| > 100.
     """
+
+    keeps_outputs = True  # backward reads y
 
     def forward(self, x):
         xp = backend.get_array_module(x)
@@ -66,10 +71,12 @@ class LeakyReLU(Function):
 
 
 class Softmax(Function):
-    """y_i = exp(x_i) / sum_j exp(x_j) along ``axis``;  gx = y * (gy - sum(gy * y))
+    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim``;  gx = y * (gy - sum(gy * y))
 
     exp(x - max(x)) keeps the exponentials in range (the max cancels in the ratio).
     """
+
+    keeps_outputs = True  # backward reads y
 
     def __init__(self, axis):
         self.axis = axis
@@ -85,11 +92,13 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
-    """y_i = x_i - log sum_j exp(x_j) along ``axis``;  gx = gy - softmax(x) * sum(gy)
+    """y_i = x_i - log sum_j exp(x_j) along ``dim``;  gx = gy - softmax(x) * sum(gy)
 
     log-sum-exp is computed as m + log sum exp(x - m) with m = max(x): no overflow for
     logits of +-1e4 and no log(0) for very negative ones.
     """
+
+    keeps_outputs = True  # backward reads y
 
     def __init__(self, axis):
         self.axis = axis
@@ -120,9 +129,13 @@ def leaky_relu(x, negative_slope=0.01):
     return LeakyReLU(negative_slope)(x)
 
 
-def softmax(x, axis=-1):
-    return Softmax(normalize_axes(axis, x.ndim, "softmax"))(x)
+@dim_aliases
+def softmax(x, dim=-1):
+    """y_i = exp(x_i) / sum_j exp(x_j) along ``dim`` (the last one unless told)."""
+    return Softmax(checks.dim(dim, x.ndim, "softmax"))(x)
 
 
-def log_softmax(x, axis=-1):
-    return LogSoftmax(normalize_axes(axis, x.ndim, "log_softmax"))(x)
+@dim_aliases
+def log_softmax(x, dim=-1):
+    """y_i = x_i - log sum_j exp(x_j) along ``dim`` (the last one unless told)."""
+    return LogSoftmax(checks.dim(dim, x.ndim, "log_softmax"))(x)

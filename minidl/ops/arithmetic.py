@@ -1,4 +1,4 @@
-"""Elementwise arithmetic: + - * / neg, pow, exp, log, sqrt, abs, where, clip, casts.
+"""Elementwise arithmetic: + - * / neg, pow, exp, log, sqrt, abs, where, clamp (clip), casts.
 
 Binary ops broadcast like numpy; their backward sums each gradient back to the
 shape of its input with ``sum_to`` (the adjoint of broadcasting).
@@ -17,6 +17,8 @@ from minidl.tensor import Tensor
 class Add(Function):
     """y = a + b;  dy/da = 1,  dy/db = 1"""
 
+    keeps_inputs = False  # backward reads only the inputs' shapes
+
     def forward(self, a, b):
         return a + b
 
@@ -27,6 +29,8 @@ class Add(Function):
 
 class Sub(Function):
     """y = a - b;  dy/da = 1,  dy/db = -1"""
+
+    keeps_inputs = False  # backward reads only the inputs' shapes
 
     def forward(self, a, b):
         return a - b
@@ -66,6 +70,8 @@ class Div(Function):
 class Neg(Function):
     """y = -x;  dy/dx = -1"""
 
+    keeps_inputs = False  # backward needs nothing but gy
+
     def forward(self, x):
         return -x
 
@@ -93,6 +99,8 @@ class PowScalar(Function):
 class Pow(Function):
     """y = a ** b;  dy/da = b * a ** (b - 1),  dy/db = y * log(a)"""
 
+    keeps_outputs = True  # dy/db reads y
+
     def forward(self, a, b):
         return a**b
 
@@ -105,6 +113,8 @@ class Pow(Function):
 
 class Exp(Function):
     """y = exp(x);  dy/dx = y"""
+
+    keeps_outputs = True  # backward reads y
 
     def forward(self, x):
         return backend.get_array_module(x).exp(x)
@@ -125,6 +135,8 @@ class Log(Function):
 
 class Sqrt(Function):
     """y = sqrt(x);  dy/dx = 1 / (2 y)"""
+
+    keeps_outputs = True  # backward reads y
 
     def forward(self, x):
         return backend.get_array_module(x).sqrt(x)
@@ -150,6 +162,8 @@ class Where(Function):
     The condition is a constant boolean array: it gets no gradient.
     """
 
+    keeps_inputs = False  # backward reads only the inputs' shapes
+
     def __init__(self, condition):
         self.condition = condition
 
@@ -165,7 +179,7 @@ class Where(Function):
 
 
 class Clip(Function):
-    """y = min(max(x, low), high);  dy/dx = 1 where low <= x <= high, else 0"""
+    """y = min(max(x, low), high);  dy/dx = 1 where low <= x <= high, else 0 (PyTorch's clamp)"""
 
     def __init__(self, low, high):
         self.low, self.high = low, high
@@ -184,6 +198,8 @@ class Clip(Function):
 class Cast(Function):
     """y = x converted to another dtype;  dy/dx = 1 (the gradient is cast back)"""
 
+    keeps_inputs = False  # backward needs only the source dtype
+
     def __init__(self, dtype):
         self.dtype = numpy.dtype(dtype)
 
@@ -197,6 +213,8 @@ class Cast(Function):
 
 class ToDevice(Function):
     """y = x copied to another device;  dy/dx = 1 (the gradient is copied back)"""
+
+    keeps_inputs = False  # backward needs only the source device
 
     def __init__(self, device):
         self.device = device
@@ -266,11 +284,14 @@ def where(condition, a, b):
     return Where(condition)(a, b)
 
 
-def clip(x, low=None, high=None):
-    """Limit x to [low, high]; either bound may be None."""
-    if low is None and high is None:
-        raise ValueError("clip: at least one of low and high must be given")
-    return Clip(low, high)(x)
+def clamp(x, min=None, max=None):  # noqa: A002  (PyTorch's names)
+    """y = min(max(x, min), max): x limited to [min, max]; either bound may be None."""
+    if min is None and max is None:
+        raise ValueError("clamp: expected at least one of min= and max=, got neither")
+    return Clip(min, max)(x)
+
+
+clip = clamp  # PyTorch's alias
 
 
 def cast(x, dtype):

@@ -27,7 +27,7 @@ from __future__ import annotations
 from minidl import backend, checks
 from minidl.autograd import Function
 from minidl.ops.linalg import matmul
-from minidl.ops.shape import getitem, pad, reshape, squeeze, transpose, unsqueeze
+from minidl.ops.shape import getitem, pad_per_dim, permute, reshape, squeeze, unsqueeze
 
 
 def count_windows(size: int, kernel: int, stride: int, dilation: int) -> int:
@@ -112,7 +112,7 @@ def im2col(x, kernel_size, stride, padding, dilation, op: str, pad_value=0.0):
     """
     (top, bottom), (left, right) = padding
     if top or bottom or left or right:
-        x = pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), value=pad_value)
+        x = pad_per_dim(x, ((0, 0), (0, 0), (top, bottom), (left, right)), value=pad_value)
     (h, w), (kh, kw), (dh, dw) = x.shape[2:], kernel_size, dilation
     if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > w:
         raise ValueError(
@@ -154,7 +154,7 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     stride = checks.int_tuple(stride, 2, "unfold", "stride")
     dilation = checks.int_tuple(dilation, 2, "unfold", "dilation")
     cols, (oh, ow) = im2col(input, kernel_size, stride, padding, dilation, "unfold")
-    return transpose(reshape(cols, (cols.shape[0], input.shape[0], oh * ow)), (1, 0, 2))
+    return permute(reshape(cols, (cols.shape[0], input.shape[0], oh * ow)), (1, 0, 2))
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
@@ -173,7 +173,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
             f"{tuple(input.shape)}"
         )
     n, rows = input.shape[0], input.shape[1]
-    cols = reshape(transpose(input, (1, 0, 2)), (rows, n * oh * ow))
+    cols = reshape(permute(input, (1, 0, 2)), (rows, n * oh * ow))
     image = Col2Im((n, rows // (kh * kw), h + 2 * ph, w + 2 * pw), (kh, kw), (sh, sw), (dh, dw))(cols)
     return getitem(image, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w))) if ph or pw else image
 
@@ -240,7 +240,7 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups, op):
     cols = reshape(cols, (groups, -1, cols.shape[1]))
     w = reshape(weight, (groups, out_channels // groups, -1))
     y = reshape(matmul(w, cols), (out_channels, n, oh, ow))
-    y = transpose(y, (1, 0, 2, 3))  # (N, O, OH, OW): a view, no copy
+    y = permute(y, (1, 0, 2, 3))  # (N, O, OH, OW): a view, no copy
     if bias is not None:
         y = y + reshape(bias, (out_channels, 1, 1))
     return y

@@ -22,7 +22,7 @@ from minidl.ops.activation import log_softmax, relu, sigmoid, softmax
 from minidl.ops.arithmetic import abs as abs_
 from minidl.ops.arithmetic import exp, log
 from minidl.ops.reduce import sum as sum_
-from minidl.ops.shape import reshape, transpose
+from minidl.ops.shape import permute, reshape
 from minidl.tensor import Tensor
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -135,8 +135,8 @@ def classes_last(input, target, op: str):
     num_classes = input.shape[1] if batched else input.shape[0]
     if input.ndim > 2:  # move the class axis last: (N, C, d...) -> (N, d..., C)
         axes = (0,) + tuple(range(2, input.ndim)) + (1,)
-        input = transpose(input, axes)
-        target = transpose(target, axes) if probabilities else target
+        input = permute(input, axes)
+        target = permute(target, axes) if probabilities else target
     loss_shape = input.shape[:-1]
     rows = reshape(input, (-1, num_classes))
     target = reshape(target, (-1, num_classes)) if probabilities else target.data.reshape(-1)

@@ -7,6 +7,8 @@ derivative live in the op's Function, never here. This file only attaches them t
 
 from __future__ import annotations
 
+import inspect
+
 import numpy
 
 from minidl import backend, ops
@@ -22,6 +24,7 @@ def _method(op):
         return op(self, *args, **kwargs)
 
     method.__name__, method.__qualname__, method.__doc__ = op.__name__, f"Tensor.{op.__name__}", op.__doc__
+    method.__signature__ = inspect.signature(op)  # help(x.sum) shows (x, dim=None, keepdim=False)
     return method
 
 
@@ -40,10 +43,10 @@ Tensor.__neg__, Tensor.__abs__, Tensor.__getitem__ = _method(ops.neg), _method(o
 Tensor.__pos__ = lambda self: self
 
 for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "softmax", "log_softmax",
-              "sum", "mean", "max", "min", "var", "std", "argmax", "argmin", "flatten", "squeeze",
-              "unsqueeze", "broadcast_to", "sum_to", "matmul", "split", "chunk"):
+              "sum", "mean", "max", "min", "amax", "amin", "var", "std", "argmax", "argmin", "flatten",
+              "squeeze", "unsqueeze", "broadcast_to", "sum_to", "matmul", "split", "chunk", "clamp", "clip",
+              "transpose", "swapaxes"):
     setattr(Tensor, _name, _method(getattr(ops, _name)))
-Tensor.clip = Tensor.clamp = lambda self, min=None, max=None: ops.clip(self, min, max)  # noqa: A002
 
 
 def _shape_args(shape):
@@ -57,24 +60,19 @@ def reshape(self, *shape):
 
 
 def expand(self, *shape):
+    """``x.expand(4, 3)`` or ``x.expand((4, 3))``: broadcast to that shape."""
     return ops.broadcast_to(self, _shape_args(shape))
 
 
 def permute(self, *dims):
-    return ops.transpose(self, _shape_args(dims))
-
-
-def transpose(self, *dims):
-    """Swap two dims (``t.transpose(0, 1)``, as PyTorch) or, with none, reverse them all."""
-    if len(dims) == 2:
-        return ops.swapaxes(self, *dims)
-    return ops.transpose(self, dims[0] if len(dims) == 1 else (dims or None))
+    """``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``: reorder all dims."""
+    return ops.permute(self, _shape_args(dims))
 
 
 Tensor.reshape = Tensor.view = reshape
-Tensor.expand, Tensor.permute, Tensor.transpose = expand, permute, transpose
-Tensor.T = property(lambda self: ops.transpose(self, None), doc="all dims reversed")
-Tensor.mT = property(lambda self: ops.swapaxes(self, -2, -1), doc="the last two dims swapped")
+Tensor.expand, Tensor.permute = expand, permute
+Tensor.T = property(lambda self: ops.permute(self, tuple(reversed(range(self.ndim)))), doc="all dims reversed")
+Tensor.mT = property(lambda self: ops.transpose(self, -2, -1), doc="the last two dims swapped")
 
 
 # --------------------------------------------------------------------------- #

@@ -26,7 +26,7 @@ from minidl.ops.conv import check_input, im2col
 from minidl.ops.linalg import matmul
 from minidl.ops.reduce import mean as mean_
 from minidl.ops.reduce import sum as sum_
-from minidl.ops.shape import getitem, reshape, squeeze, transpose, unsqueeze
+from minidl.ops.shape import getitem, permute, reshape, squeeze, transpose, unsqueeze
 from minidl.tensor import Tensor
 
 
@@ -166,7 +166,7 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
 
 def _to_nchw(pooled, n, oh, ow):
     """Pooled windows (C, 1, N*OH*OW) as (N, C, OH, OW) (a transposed view, like conv2d's output)."""
-    return transpose(reshape(pooled, (-1, n, oh, ow)), (1, 0, 2, 3))
+    return permute(reshape(pooled, (-1, n, oh, ow)), (1, 0, 2, 3))
 
 
 def _flat_indices(winner, image_shape, kernel, stride, padding, dilation):
@@ -274,7 +274,7 @@ def _adaptive_avg(x, output_size, spatial_dims, op):
         return restore(mean_(reshape(image, (n, c, oh, h // oh, ow, w // ow)), axis=(3, 5)))
     # Unequal (possibly overlapping) bins: y = A_h x A_w^T, one averaging matrix per axis.
     rows, columns = _averaging_matrix(h, oh, image), _averaging_matrix(w, ow, image)
-    return restore(matmul(matmul(rows, image), transpose(columns)))
+    return restore(matmul(matmul(rows, image), transpose(columns, 0, 1)))
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -311,5 +311,5 @@ def adaptive_max_pool2d(input, output_size):
         cells = getitem(image, (slice(None), slice(None), rows))  # (N, C, OH, KH, W)
         cells = getitem(cells, (Ellipsis, columns))  # (N, C, OH, KH, OW, KW)
     kh, kw = cells.shape[3], cells.shape[5]
-    windows = reshape(transpose(cells, (0, 1, 3, 5, 2, 4)), (n * c, kh * kw, oh * ow))
+    windows = reshape(permute(cells, (0, 1, 3, 5, 2, 4)), (n * c, kh * kw, oh * ow))
     return restore(reshape(MaxOverWindow()(windows), (n, c, oh, ow)))

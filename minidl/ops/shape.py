@@ -1,34 +1,55 @@
-"""Ops that move values around without changing them: reshape, transpose, indexing,
-concatenation, splitting, padding, broadcasting.
+"""Ops that move values around without changing them: reshape, permute/transpose,
+concatenation, splitting, padding, broadcasting (indexing lives in ops/indexing.py).
 
 Each backward moves the gradient back to where the value came from: the adjoint of
-the forward's rearrangement (reshape back, transpose back, scatter back, slice back).
+the forward's rearrangement (reshape back, permute back, slice back).
+
+Names and arguments are PyTorch's: ``transpose(x, dim0, dim1)`` swaps two dims,
+``permute(x, dims)`` reorders all of them, ``pad(x, pad)`` lists (before, after) pairs
+from the last dim backwards; ``dim=`` everywhere, with numpy's ``axis=`` accepted too.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import numpy
 
-from minidl import backend
+from minidl import backend, checks
 from minidl.autograd import Function
-from minidl.tensor import Tensor
+from minidl.ops.indexing import getitem, index_to_arrays  # noqa: F401  (re-exported: ops.shape.getitem)
 
 
-def normalize_axes(axis, ndim: int, op: str) -> tuple:
-    """``axis`` (None, int or tuple of ints, negatives allowed) as a sorted tuple of non-negative ints."""
-    if axis is None:
+def normalize_axes(dim, ndim: int, op: str) -> tuple:
+    """``dim`` (None for all, an int or a tuple of ints, negatives allowed) as a sorted
+    tuple of non-negative ints."""
+    if dim is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, numpy.integer)) else tuple(axis)
-    result = []
-    for a in axes:
-        if not -ndim <= a < max(ndim, 1):
-            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
-        result.append(int(a) % max(ndim, 1))
+    dims = (dim,) if checks.is_int(dim) else tuple(dim)
+    result = [checks.dim(d, ndim, op) for d in dims]
     if len(set(result)) != len(result):
-        raise ValueError(f"{op}: repeated axis in {axis}")
+        checks.fail(op, "each dim at most once", dim)
     return tuple(sorted(result))
+
+
+def dim_aliases(op):
+    """Let ``op`` take numpy's ``axis=`` and ``keepdims=`` as aliases of PyTorch's ``dim=``
+    and ``keepdim=`` (PyTorch accepts them too). Giving both spellings is a TypeError."""
+    positions = list(inspect.signature(op).parameters)
+
+    @functools.wraps(op)
+    def with_aliases(*args, **kwargs):
+        for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
+            if alias not in kwargs:
+                continue
+            if name in kwargs or (name in positions and positions.index(name) < len(args)):
+                raise TypeError(f"{op.__name__}: expected {name}= or its numpy alias {alias}=, got both")
+            kwargs[name] = kwargs.pop(alias)
+        return op(*args, **kwargs)
+
+    return with_aliases
 
 
 # --------------------------------------------------------------------------- #
@@ -36,6 +57,8 @@ def normalize_axes(axis, ndim: int, op: str) -> tuple:
 # --------------------------------------------------------------------------- #
 class BroadcastTo(Function):
     """y = x repeated along new or size-1 axes to ``shape``;  gx = sum of gy over the repeats"""
+
+    keeps_inputs = False  # backward reads only the input's shape
 
     def __init__(self, shape):
         self.shape = tuple(shape)
@@ -50,6 +73,8 @@ class BroadcastTo(Function):
 class SumTo(Function):
     """y = x summed over the axes that broadcasting to x's shape would have added;
     gx = gy broadcast back to x's shape"""
+
+    keeps_inputs = False  # backward reads only the input's shape
 
     def __init__(self, shape):
         self.shape = tuple(shape)
@@ -97,6 +122,8 @@ def sum_to(x, shape):
 class Reshape(Function):
     """y = x with a new shape (same elements, same order);  gx = gy reshaped back"""
 
+    keeps_inputs = False  # backward reads only the input's shape
+
     def __init__(self, shape):
         self.shape = shape
 
@@ -107,17 +134,20 @@ class Reshape(Function):
         return reshape(gy, self.inputs[0].shape)
 
 
-class Transpose(Function):
-    """y = x with its axes permuted;  gx = gy permuted by the inverse permutation"""
+class Permute(Function):
+    """y = x with its dims reordered, y.shape[i] = x.shape[dims[i]];
+    gx = gy permuted by the inverse permutation"""
 
-    def __init__(self, axes):
-        self.axes = axes
+    keeps_inputs = False  # backward needs only the permutation
+
+    def __init__(self, dims):
+        self.dims = dims
 
     def forward(self, x):
-        return x.transpose(self.axes)
+        return x.transpose(self.dims)
 
     def backward(self, gy):
-        return transpose(gy, tuple(numpy.argsort(self.axes)))
+        return permute(gy, tuple(int(d) for d in numpy.argsort(self.dims)))
 
 
 def reshape(x, shape):
@@ -132,115 +162,58 @@ def reshape(x, shape):
     return Reshape(shape)(x)
 
 
-def transpose(x, axes=None):
-    """Permute the axes (reverse them when ``axes`` is None), like numpy.transpose."""
-    given = axes
-    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(int(a) for a in axes)
-    axes = tuple(a % x.ndim if -x.ndim <= a < x.ndim else a for a in axes)
-    if sorted(axes) != list(range(x.ndim)):
-        raise ValueError(f"transpose: axes {given} are not a permutation of {x.ndim} dimensions")
-    return x if axes == tuple(range(x.ndim)) else Transpose(axes)(x)
+def permute(x, dims):
+    """Reorder all dims: ``permute(x, (2, 0, 1))`` (numpy's ``transpose(x, axes)``)."""
+    given = dims
+    dims = tuple(dims)
+    if not all(checks.is_int(d) for d in dims) or len(dims) != x.ndim:
+        checks.fail("permute", f"dims to be a permutation of the {x.ndim} dims of a tensor of shape {x.shape}", given)
+    dims = tuple(checks.dim(d, x.ndim, "permute") for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        checks.fail("permute", f"dims to be a permutation of the {x.ndim} dims of a tensor of shape {x.shape}", given)
+    return x if dims == tuple(range(x.ndim)) else Permute(dims)(x)
 
 
-def swapaxes(x, axis1, axis2):
-    """Exchange two axes (PyTorch's ``transpose(x, dim0, dim1)``)."""
-    axis1, axis2 = (normalize_axes(a, x.ndim, "swapaxes")[0] for a in (axis1, axis2))
-    axes = list(range(x.ndim))
-    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
-    return transpose(x, axes)
+def transpose(x, dim0, dim1):
+    """Swap two dims: y = x with dims ``dim0`` and ``dim1`` exchanged (PyTorch's transpose;
+    for numpy's ``transpose(x, axes)`` use ``permute``)."""
+    dim0, dim1 = (checks.dim(d, x.ndim, "transpose") for d in (dim0, dim1))
+    dims = list(range(x.ndim))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return permute(x, dims)
+
+
+def swapaxes(x, axis0, axis1):
+    """PyTorch's alias of ``transpose(x, dim0, dim1)``."""
+    return transpose(x, axis0, axis1)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
     """Merge dimensions start_dim..end_dim into one (PyTorch's flatten)."""
     if x.ndim == 0:
         return reshape(x, (1,))
-    start, end = (normalize_axes(d, x.ndim, "flatten")[0] for d in (start_dim, end_dim))
+    start, end = (checks.dim(d, x.ndim, "flatten", name) for d, name in ((start_dim, "start_dim"), (end_dim, "end_dim")))
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     return reshape(x, x.shape[:start] + (-1,) + x.shape[end + 1 :])
 
 
-def squeeze(x, axis=None):
-    """Remove size-1 axes (all of them, or the given one(s))."""
-    axes = [i for i, n in enumerate(x.shape) if n == 1] if axis is None else normalize_axes(axis, x.ndim, "squeeze")
-    for a in axes:
-        if x.shape[a] != 1:
-            raise ValueError(f"squeeze: axis {a} has size {x.shape[a]}, not 1")
-    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+@dim_aliases
+def squeeze(x, dim=None):
+    """Remove size-1 dims: all of them, or those among ``dim`` (an int or a tuple). As in
+    PyTorch, a named dim whose size is not 1 is left as it is."""
+    dims = range(x.ndim) if dim is None else normalize_axes(dim, x.ndim, "squeeze")
+    dropped = {d for d in dims if x.shape[d] == 1}
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in dropped))
 
 
-def unsqueeze(x, axis):
-    """Insert a size-1 axis at position ``axis``."""
-    if not -(x.ndim + 1) <= axis <= x.ndim:
-        raise ValueError(f"unsqueeze: axis {axis} is out of range for a tensor with {x.ndim} dimensions")
-    axis = axis % (x.ndim + 1)
-    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
-
-
-# --------------------------------------------------------------------------- #
-# Indexing
-# --------------------------------------------------------------------------- #
-class GetItem(Function):
-    """y = x[index] (slices, integers, integer arrays, boolean masks);
-    gx = zeros of x's shape with gy added at ``index`` (repeated indices accumulate)"""
-
-    def __init__(self, index):
-        self.index = index
-
-    def forward(self, x):
-        return x[self.index]
-
-    def backward(self, gy):
-        x = self.inputs[0]
-        return ScatterAdd(self.index, x.shape)(gy)
-
-
-class ScatterAdd(Function):
-    """y = zeros(shape) with y[index] += x (repeats add up);  gx = gy[index]
-
-    The backward of GetItem, and an op in its own right so that second derivatives work.
-    """
-
-    def __init__(self, index, shape):
-        self.index, self.shape = index, shape
-
-    def forward(self, g):
-        xp = backend.get_array_module(g)
-        out = xp.zeros(self.shape, dtype=g.dtype)
-        if _has_integer_array(self.index):
-            backend.backend_for(xp).scatter_add(out, self.index, g)
-        else:  # slices, ints and boolean masks cannot repeat an element: plain assignment is enough
-            out[self.index] = g
-        return out
-
-    def backward(self, gy):
-        return getitem(gy, self.index)
-
-
-def _has_integer_array(index) -> bool:
-    """Whether ``index`` holds an integer array (or list), which may name one element twice."""
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(p, list) or (getattr(p, "ndim", 0) > 0 and p.dtype.kind in "iu") for p in parts)
-
-
-def index_to_arrays(index, x):
-    """Replace Tensors (and lists) inside an index with arrays on x's device."""
-    def convert(part):
-        if isinstance(part, Tensor):
-            part = part.data
-        if isinstance(part, list):
-            part = numpy.asarray(part)
-        if isinstance(part, numpy.ndarray) or backend.is_cupy_array(part):
-            if part.dtype.kind not in "iub":
-                raise IndexError(f"getitem: index arrays must be integer or boolean, got dtype {part.dtype}")
-            part = backend.to_device(part, x.device)
-        return part
-
-    return tuple(convert(p) for p in index) if isinstance(index, tuple) else convert(index)
-
-
-def getitem(x, index):
-    return GetItem(index_to_arrays(index, x))(x)
+@dim_aliases
+def unsqueeze(x, dim):
+    """Insert a size-1 dim at position ``dim`` (in [-ndim-1, ndim])."""
+    if not checks.is_int(dim) or not -(x.ndim + 1) <= dim <= x.ndim:
+        checks.fail("unsqueeze", f"dim in [{-x.ndim - 1}, {x.ndim}] for a {x.ndim}-d input", dim)
+    dim = int(dim) % (x.ndim + 1)
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
 # --------------------------------------------------------------------------- #
@@ -248,6 +221,8 @@ def getitem(x, index):
 # --------------------------------------------------------------------------- #
 class Cat(Function):
     """y = the inputs joined along ``axis``;  each gx = its own slab of gy"""
+
+    keeps_inputs = False  # backward reads only the input's shape
 
     def __init__(self, axis):
         self.axis = axis
@@ -263,6 +238,8 @@ class Cat(Function):
 class Split(Function):
     """ys = x cut along ``axis`` at the given boundaries;  gx = the gys joined back"""
 
+    keeps_inputs = False  # backward reads only the input's shape
+
     def __init__(self, boundaries, axis):
         self.boundaries, self.axis = boundaries, axis
 
@@ -274,8 +251,10 @@ class Split(Function):
 
 
 class Pad(Function):
-    """y = x with ``value`` added around it (numpy's pad_width: ((before, after), ...) per axis);
+    """y = x with ``value`` added around it, ``pad_width`` = ((before, after), ...) one pair per dim;
     gx = the middle of gy"""
+
+    keeps_inputs = False  # backward reads only the input's shape
 
     def __init__(self, pad_width, value):
         self.pad_width, self.value = pad_width, value
@@ -288,68 +267,84 @@ class Pad(Function):
         return getitem(gy, middle)
 
 
-def cat(tensors, axis=0):
+@dim_aliases
+def cat(tensors, dim=0):
+    """Join tensors along ``dim``; their shapes must agree everywhere else."""
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("cat: expected a non-empty list of tensors")
+        raise ValueError("cat: expected a non-empty list of tensors, got an empty one")
     first = tensors[0]
-    axis = normalize_axes(axis, first.ndim, "cat")[0]
+    dim = checks.dim(dim, first.ndim, "cat")
     for i, t in enumerate(tensors):
-        if t.ndim != first.ndim or t.shape[:axis] + t.shape[axis + 1 :] != first.shape[:axis] + first.shape[axis + 1 :]:
+        if t.ndim != first.ndim or t.shape[:dim] + t.shape[dim + 1 :] != first.shape[:dim] + first.shape[dim + 1 :]:
             raise ValueError(
-                f"cat: tensor {i} has shape {t.shape}, which does not match {first.shape} "
-                f"outside axis {axis}"
+                f"cat: expected tensor {i} to match tensor 0's shape {first.shape} outside dim {dim}, "
+                f"got shape {t.shape}"
             )
-    return Cat(axis)(*tensors)
+    return Cat(dim)(*tensors)
 
 
-def stack(tensors, axis=0):
-    """Join tensors of one shape along a new axis."""
+@dim_aliases
+def stack(tensors, dim=0):
+    """Join tensors of one shape along a new dim ``dim``."""
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
+        raise ValueError("stack: expected a non-empty list of tensors, got an empty one")
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
-            raise ValueError(f"stack: tensor {i} has shape {t.shape}, expected {tensors[0].shape} like tensor 0")
-    return cat([unsqueeze(t, axis) for t in tensors], axis)
+            raise ValueError(f"stack: expected tensor {i} to have tensor 0's shape {tensors[0].shape}, got {t.shape}")
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
-def split(x, split_size_or_sections, axis=0):
-    """PyTorch's split: an int cuts pieces of that size (the last may be smaller);
-    a list gives each piece's size (they must add up to the axis' length)."""
-    axis = normalize_axes(axis, x.ndim, "split")[0]
-    n = x.shape[axis]
-    if isinstance(split_size_or_sections, (int, numpy.integer)):
-        size = int(split_size_or_sections)
-        if size <= 0:
-            raise ValueError(f"split: split size must be positive, got {size}")
+@dim_aliases
+def split(x, split_size_or_sections, dim=0):
+    """PyTorch's split: an int cuts pieces of that size along ``dim`` (the last may be
+    smaller); a list gives each piece's size (they must add up to the dim's length)."""
+    dim = checks.dim(dim, x.ndim, "split")
+    n = x.shape[dim]
+    if checks.is_int(split_size_or_sections):
+        size = checks.positive_int(split_size_or_sections, "split", "split_size")
         sizes = [size] * (n // size) + ([n % size] if n % size else [])
     else:
         sizes = [int(s) for s in split_size_or_sections]
         if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} add up to {sum(sizes)}, but axis {axis} has length {n}")
+            raise ValueError(f"split: expected sizes that add up to {n} (the length of dim {dim}), got {sizes}")
     boundaries = tuple(int(b) for b in numpy.cumsum(sizes)[:-1])
-    pieces = Split(boundaries, axis)(x)
+    pieces = Split(boundaries, dim)(x)
     return pieces if isinstance(pieces, tuple) else (pieces,)
 
 
-def chunk(x, chunks, axis=0):
+@dim_aliases
+def chunk(x, chunks, dim=0):
     """PyTorch's chunk: ``chunks`` pieces of size ceil(n / chunks) (fewer if n is small)."""
-    if chunks <= 0:
-        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
-    n = x.shape[normalize_axes(axis, x.ndim, "chunk")[0]]
-    return split(x, max(1, -(-n // chunks)), axis)
+    chunks = checks.positive_int(chunks, "chunk", "chunks")
+    n = x.shape[checks.dim(dim, x.ndim, "chunk")]
+    return split(x, max(1, -(-n // chunks)), dim)
 
 
-def pad(x, pad_width, value=0.0):
-    """Constant padding with numpy's pad_width: an int, a (before, after) pair, or one pair per axis."""
+def pad(input, pad, mode="constant", value=None):  # noqa: A002  (PyTorch's names)
+    """PyTorch's pad: ``pad`` lists (before, after) pairs starting from the LAST dim, e.g.
+    (left, right, top, bottom) pads the last two dims of an image batch with ``value`` (0)."""
+    if mode != "constant":
+        raise NotImplementedError(f"pad: only mode='constant' is implemented, got mode={mode!r}")
+    pad = tuple(pad)
+    if not all(checks.is_int(p) for p in pad) or len(pad) % 2 or len(pad) // 2 > input.ndim:
+        checks.fail("pad", f"an even number of int widths, at most 2 per dim ({2 * input.ndim} for this "
+                           f"{input.ndim}-d input)", pad)
+    if any(p < 0 for p in pad):
+        checks.fail("pad", "non-negative widths (cropping by negative widths is not supported)", pad)
+    pairs = [(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(len(pad) // 2)]  # last dim first
+    return pad_per_dim(input, [(0, 0)] * (input.ndim - len(pairs)) + pairs[::-1], 0.0 if value is None else value)
+
+
+def pad_per_dim(x, pad_width, value=0.0):
+    """Constant padding with numpy's ``pad_width``, first dim first: one (before, after) pair
+    per dim (or one pair, or one int, for all of them)."""
     try:
         widths = numpy.broadcast_to(numpy.asarray(pad_width, dtype=numpy.int64), (x.ndim, 2))
     except (ValueError, TypeError):
-        raise ValueError(
-            f"pad: expected pad_width as an int, a (before, after) pair or {x.ndim} such pairs (one per axis) "
-            f"for a tensor of shape {x.shape}, got {pad_width!r}"
-        ) from None
+        checks.fail("pad_per_dim", f"pad_width as an int, a (before, after) pair or {x.ndim} such pairs "
+                                   f"(one per dim) for a tensor of shape {x.shape}", pad_width)
     if (widths < 0).any():
-        raise ValueError(f"pad: widths must be non-negative, got {pad_width}")
+        checks.fail("pad_per_dim", "non-negative widths", pad_width)
     return Pad(tuple((int(a), int(b)) for a, b in widths), value)(x)

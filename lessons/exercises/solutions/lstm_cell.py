@@ -29,8 +29,8 @@ class LSTMCell(Function):
         dc_new = gc + gh * o * (1 - self.tanh_c**2)
         do = gh * self.tanh_c
         di, df, dg = dc_new * g, dc_new * c, dc_new * i
-        da = cat([di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=1)
-        return da @ weight_ih, da @ weight_hh, dc_new * f, da.T @ x, da.T @ h, da.sum(axis=0)
+        da = cat([di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], dim=1)
+        return da @ weight_ih, da @ weight_hh, dc_new * f, da.T @ x, da.T @ h, da.sum(dim=0)
 
 
 def lstm_cell(x, h, c, weight_ih, weight_hh, bias):
