@@ -3,7 +3,7 @@
 A Module keeps its Parameters, sub-Modules and buffers (tensors that are state but
 not trained, like batch norm's running mean) in three ordered dicts, filled in
 automatically by attribute assignment, so ``parameters()`` lists them in the order
-they were defined.
+they were defined. Forward and backward hooks (PyTorch's) are in ``minidl.nn.hooks``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections import OrderedDict
 import numpy
 
 from minidl import backend
-from minidl.autograd import no_grad
+from minidl.autograd import RemovableHandle, no_grad
 from minidl.creation import is_dtype
+from minidl.nn import hooks
 from minidl.tensor import Tensor
 
 
@@ -22,9 +23,8 @@ class Parameter(Tensor):
     """A Tensor that a Module trains: ``requires_grad`` is on by default."""
 
     def __init__(self, data, requires_grad: bool = True):
-        if isinstance(data, Tensor):
-            data = data.data
-        super().__init__(data, requires_grad=requires_grad)
+        device = data.device if isinstance(data, Tensor) else None  # a Tensor stays where it is
+        super().__init__(data, requires_grad=requires_grad, device=device)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -39,6 +39,8 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        for registry in ("_forward_pre_hooks", "_forward_hooks", "_backward_hooks"):
+            object.__setattr__(self, registry, {})
 
     # ------------------------------------------------------------------ #
     # Registration by assignment
@@ -136,7 +138,22 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks or self._forward_hooks or self._backward_hooks:
+            return hooks.call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+        """``hook(module, args)`` runs before forward and may return new args (see ``minidl.nn.hooks``)."""
+        return RemovableHandle(self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after forward and may return a new output."""
+        return RemovableHandle(self._forward_hooks, hook)
+
+    def register_full_backward_hook(self, hook) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` runs once the gradients w.r.t. this call's
+        positional Tensor args and its outputs are known; it may return a replacement grad_input."""
+        return RemovableHandle(self._backward_hooks, hook)
 
     # ------------------------------------------------------------------ #
     # Walking the tree
@@ -207,7 +224,7 @@ class Module:
         for p in self.parameters():
             p.data = convert_array(p.data)
             if p.grad is not None:
-                p.grad = Tensor(convert_array(p.grad.data))
+                p.grad = Tensor.wrap(convert_array(p.grad.data))
         for module in self.modules():
             for name, b in module._buffers.items():
                 if b is not None:
@@ -248,7 +265,7 @@ class Module:
             if set_to_none or p.grad is None:
                 p.grad = None
             else:
-                p.grad = Tensor(p.xp.zeros_like(p.grad.data))
+                p.grad = Tensor.wrap(p.xp.zeros_like(p.grad.data))
 
     # ------------------------------------------------------------------ #
     # State
