@@ -39,6 +39,8 @@ def load_wav(path):
     problems = [str(w.message) for w in caught if "not understood" not in str(w.message)]
     if problems:  # e.g. "Reached EOF prematurely": a truncated file
         raise ValueError(f"{path}: damaged WAV file ({'; '.join(problems)})")
+    if samples.shape[0] == 0:
+        raise ValueError(f"{path}: expected audio samples, got an empty WAV file (a header and no samples)")
     scale = {numpy.dtype(numpy.int16): 2.0**15, numpy.dtype(numpy.int32): 2.0**31}
     if samples.dtype == numpy.uint8:
         waveform = (samples.astype(numpy.float32) - 128) / 128

@@ -188,7 +188,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             if o.numel() != 1:
                 raise RuntimeError(f"grad: grad_outputs must be given for non-scalar outputs (got shape {o.shape})")
         grad_outputs = [Tensor(o.xp.ones(o.shape, dtype=o.dtype)) for o in outputs]
-    grad_outputs = _as_tuple(grad_outputs)
+    grad_outputs = _check_grad_outputs(outputs, _as_tuple(grad_outputs))
     retain_graph = create_graph if retain_graph is None else retain_graph
     grads = autograd.run_backward(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
     for i, (x, g) in enumerate(zip(inputs, grads)):
@@ -198,6 +198,19 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 "to get None for it (or check that it requires grad)"
             )
     return grads
+
+
+def _check_grad_outputs(outputs, grad_outputs):
+    """One grad_output per output, each shaped like its output (None: ones for a scalar output)."""
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: expected {len(outputs)} grad_outputs (one per output), got {len(grad_outputs)}")
+    for i, (o, g) in enumerate(zip(outputs, grad_outputs)):
+        if g is not None and tuple(g.shape) != tuple(o.shape):
+            raise ValueError(
+                f"grad: expected grad_outputs[{i}] of shape {tuple(o.shape)} like outputs[{i}], "
+                f"got shape {tuple(g.shape)}"
+            )
+    return grad_outputs
 
 
 def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0) -> bool:

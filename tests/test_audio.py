@@ -314,3 +314,12 @@ def test_load_wav_names_a_damaged_file(tmp_path):
         audio.load_wav(tmp_path / "cut.wav")
     with pytest.raises(ValueError, match=r"junk\.wav: not a readable WAV file"):
         audio.load_wav(tmp_path / "junk.wav")
+
+
+def test_load_wav_names_an_empty_file(tmp_path):
+    (tmp_path / "zero.wav").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"zero\.wav: not a readable WAV file"):
+        audio.load_wav(tmp_path / "zero.wav")
+    wavfile.write(tmp_path / "header_only.wav", 8000, np.zeros(0, dtype=np.int16))
+    with pytest.raises(ValueError, match=r"header_only\.wav: expected audio samples, got an empty WAV file"):
+        audio.load_wav(tmp_path / "header_only.wav")

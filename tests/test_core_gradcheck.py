@@ -146,3 +146,14 @@ def test_gradgradcheck_catches_a_backward_that_is_not_differentiable():
     second_order_report = r"(?s)gradgradcheck \(second derivatives\).*3 of 3 element\(s\) disagree.*analytic 0,"
     with pytest.raises(GradcheckError, match=second_order_report):
         minidl.gradgradcheck(lambda x: SquareWithAConstantBackward()(x), x)
+
+
+def test_grad_checks_the_count_and_shapes_of_grad_outputs():
+    x = minidl.ones(2, 3, requires_grad=True)
+    y, z = x * 2, x.sum()
+    with pytest.raises(ValueError, match=r"grad: expected grad_outputs\[0\] of shape \(2, 3\) like outputs\[0\], got shape \(3, 2\)"):
+        minidl.grad(y, x, grad_outputs=minidl.ones(3, 2))
+    with pytest.raises(ValueError, match=r"grad: expected 2 grad_outputs \(one per output\), got 1"):
+        minidl.grad([y, z], x, grad_outputs=[minidl.ones(2, 3)])
+    (g,) = minidl.grad(y, x, grad_outputs=minidl.ones(2, 3))
+    assert np.array_equal(g.numpy(), np.full((2, 3), 2.0))

@@ -3,6 +3,7 @@
 Also the CLI (``python -m minidl.exercises``) and the smoke run of lesson 02.
 """
 
+import re
 import os
 import subprocess
 import sys
@@ -195,3 +196,9 @@ def test_lesson_02_smoke(tmp_path):
     assert "worst element (0, 2)" in run.stdout  # gradcheck names the broken element
     for png in ("finite_difference_error.png", "broken_abs_gradient.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_wrong_forward_names_the_element_with_plain_integers(tmp_path):
+    result = broken(tmp_path, "sigmoid", "return 1 / (1 + xp.exp(-x))", "return 1 / (2 + xp.exp(-x))")
+    assert result.status == "wrong"
+    assert re.search(r"y\[\d+(, \d+)*\] is ", result.text) and "np.int64" not in result.text

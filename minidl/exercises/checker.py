@@ -186,7 +186,7 @@ class Checker:
                 worst = np.unravel_index(np.argmax(np.where(np.isnan(error), np.inf, error)), want.shape)
                 self.wrong(
                     "forward",
-                    f"{name}{list(worst)} is {values[worst]:.6g} but the numpy reference gives "
+                    f"{name}{[int(i) for i in worst]} is {values[worst]:.6g} but the numpy reference gives "
                     f"{want[worst]:.6g} (off by {error[worst]:.3g})",
                 )
         largest = max(float(np.abs(g.numpy() - w).max(initial=0.0)) for g, w in zip(got, expected))
@@ -220,6 +220,11 @@ class Checker:
             (g,) = minidl.autograd.run_backward(list(outputs), ones, inputs=[args[k]])
         except NotImplementedError as error:
             raise Stop(self.not_done("backward", error)) from None
+        except TypeError as error:  # the engine refuses a raw array: a slip to name, not a crash
+            if "wrap arrays as minidl.Tensor" not in str(error):
+                self.crashed("backward", error, hint_for=name)
+            self.wrong(f"backward, d/d{name}", f"your backward returned an array for {name}; "
+                       "wrap arrays as minidl.Tensor(array)", hint_for=name)
         except Exception as error:
             self.crashed("backward", error, hint_for=name)
         if g is None:
