@@ -212,6 +212,11 @@ def test_max_without_a_dim_is_the_largest_value_and_amax_gives_values_only():
     np.testing.assert_array_equal(x.amax(0, keepdim=True).numpy(), [[4.0, 7.0, 6.0]])
 
 
+def test_elementwise_max_of_two_tensors_is_refused_with_what_to_write():
+    with pytest.raises(TypeError, match=r"max: expected an int dim, got a Tensor; .* minidl.where\(a >= b, a, b\)"):
+        minidl.max(minidl.ones(2), minidl.zeros(2))
+
+
 @pytest.mark.parametrize("op", ["max", "min"])
 def test_max_with_a_dim_passes_gradcheck(op):
     x = minidl.tensor(np.random.default_rng(0).permutation(12).reshape(3, 4) * 0.1, dtype=np.float64,

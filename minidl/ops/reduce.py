@@ -124,6 +124,9 @@ def _gather(x, indices, dim):
 def _values_and_indices(name, x, dim, keepdim):
     """``max``/``min`` along one dim: the indices of the winners (the first, on ties) and the
     values found there; the gradient goes to those elements only (as PyTorch's)."""
+    if isinstance(dim, Tensor):
+        raise TypeError(f"{name}: expected an int dim, got a Tensor; PyTorch's elementwise {name}(a, b) is not "
+                        f"in minidl: write minidl.where(a {'>=' if name == 'max' else '<='} b, a, b)")
     dim = checks.dim(dim, x.ndim, name)
     if x.ndim and x.shape[dim] == 0:
         raise ValueError(f"{name}: expected no empty dim to reduce over, got a tensor of shape {x.shape}")
