@@ -7,7 +7,16 @@ bottom to top: backend -> autograd/tensor -> ops -> nn -> optim; data beside the
 
 from minidl import autograd  # noqa: I001  (first: it closes the Tensor <-> Function loop)
 from minidl import backend, cuda, ops
-from minidl.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minidl.autograd import (
+    Function,
+    detect_anomaly,
+    enable_grad,
+    is_anomaly_enabled,
+    is_grad_enabled,
+    no_grad,
+    set_detect_anomaly,
+    set_grad_enabled,
+)
 from minidl.backend import Device, get_default_device, set_default_device
 from minidl import random  # generators and their saved states (minidl.Generator, get_rng_state)
 from minidl.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state

@@ -58,7 +58,7 @@ class Function:
     composed = None  # a fused op's twin in Tensor ops, composed(*inputs) -> output(s)
 
     def __call__(self, *inputs):
-        inputs = tuple(as_tensor_like(x, inputs) for x in inputs)
+        inputs = tuple(x if isinstance(x, Tensor) else as_tensor_like(x, inputs) for x in inputs)
         check_same_device(self, inputs)
         arrays = [t.data for t in inputs]
         try:
@@ -82,9 +82,10 @@ class Function:
             if o.dtype.kind in "fc":  # only floating-point results carry a gradient (an int cast does not)
                 o.grad_fn, o.requires_grad = self, True
         self._outputs = tuple(weakref.ref(o) for o in outputs)
-        self._output_meta = tuple((o.shape, o.dtype, o.device) for o in outputs)  # for zero gradients
-        kept = (inputs if self.keeps_inputs else ()) + (outputs if self.keeps_outputs else ())
-        self._versions = [(weakref.ref(t), t._version) for t in kept]
+        if len(outputs) > 1:  # an output nobody used still needs a zero gradient of its shape
+            self._output_meta = tuple((o.shape, o.dtype, o.device) for o in outputs)
+        self._versions = (tuple(t._version for t in inputs) if self.keeps_inputs else None,
+                          tuple(o._version for o in outputs) if self.keeps_outputs else None)
 
     @property
     def outputs(self):
@@ -94,7 +95,6 @@ class Function:
     def replace_output(self, old, new) -> None:
         """Make ``new`` stand where ``old`` was among the outputs (for in-place changes)."""
         self._outputs = tuple(weakref.ref(new) if ref() is old else ref for ref in self._outputs)
-        self._versions = [(weakref.ref(new) if ref() is old else ref, v) for ref, v in self._versions]
 
     @property
     def name(self) -> str:
@@ -208,7 +208,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
                 function.release()
         for tensor, _ in list(arrived.values()):  # what is left: leaves, and tensors at the boundary
             finish(tensor)
-    return None if accumulate else list(wanted.values())
+    return None if accumulate else [wanted[id(t)] for t in inputs]
 
 
 def _add_gradient(arrived, tensor, grad):
@@ -224,8 +224,9 @@ def _call_backward(function, grad_outputs, create_graph):
             "backward(); pass retain_graph=True to the first backward to go through it twice"
         )
     _check_versions(function)
-    zeros = lambda shape, dtype, device: Tensor.wrap(backend.array_module_for(device).zeros(shape, dtype))  # noqa: E731
-    grad_outputs = [g if g is not None else zeros(*meta) for g, meta in zip(grad_outputs, function._output_meta)]
+    if len(grad_outputs) > 1:  # outputs nobody used get zeros
+        zeros = lambda shape, dtype, device: Tensor.wrap(backend.array_module_for(device).zeros(shape, dtype))  # noqa
+        grad_outputs = [g if g is not None else zeros(*meta) for g, meta in zip(grad_outputs, function._output_meta)]
     if create_graph and function.composed is not None:
         grads = _differentiate_composed(function, grad_outputs)
     else:
@@ -261,10 +262,10 @@ def _differentiate_composed(function, grad_outputs):
 
 def _check_versions(function):
     """Refuse to run a backward whose saved tensors were changed in place after forward."""
-    for position, (ref, seen) in enumerate(function._versions):
-        t = ref()
-        if t is not None and t._version != seen:
-            role = "input" if position < len(function.inputs) and function.keeps_inputs else "output"
+    for role, tensors, versions in zip(("input", "output"), (function.inputs, function.outputs), function._versions):
+        for t, seen in zip(tensors, versions or ()):
+            if t is None or t._version == seen:
+                continue
             raise RuntimeError(
                 f"backward: one of the tensors needed for gradient computation has been modified by an "
                 f"in-place operation: {function.name}'s {role} of shape {t.shape} is at version {t._version}; "

@@ -42,6 +42,7 @@ LAYER_OF = {
     "minidl.random": "backend",
     "minidl.checks": "backend",
     "minidl.autograd": "core",
+    "minidl.grad_mode": "core",
     "minidl.tensor": "core",
     "minidl.creation": "core",
     "minidl.gradcheck": "core",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy
 
 from minidl import backend
-from minidl.autograd import Function, as_tensor_like
+from minidl.autograd import Function
+from minidl.creation import as_tensor_like
 from minidl.ops.shape import reshape, sum_to, swapaxes
 
 
