@@ -47,7 +47,7 @@ def _float64_leaves(inputs):
         if x.requires_grad and x.dtype.kind != "f":
             raise TypeError(f"gradcheck: input {i} requires grad but has dtype {x.dtype}")
         data = x.data.astype(numpy.float64) if x.dtype.kind == "f" else x.data
-        copy = Tensor(data.copy(), requires_grad=x.requires_grad)
+        copy = Tensor.wrap(data.copy()).requires_grad_(x.requires_grad)
         copy.name = x.name  # so that reports can use it
         result.append(copy)
     return result
@@ -62,7 +62,7 @@ def _scalar_objective(fn, inputs, cotangents):
 
 def _analytic(fn, inputs, cotangents, wanted):
     outputs = _as_tuple(fn(*inputs))
-    pairs = [(o, Tensor(v.astype(o.dtype))) for o, v in zip(outputs, cotangents) if o.requires_grad]
+    pairs = [(o, Tensor.wrap(v.astype(o.dtype))) for o, v in zip(outputs, cotangents) if o.requires_grad]
     if not pairs:  # the outputs do not depend on the inputs: the analytic gradient is zero
         return [numpy.zeros(inputs[i].shape) for i in wanted]
     grads = autograd.run_backward([o for o, _ in pairs], [v for _, v in pairs], inputs=[inputs[i] for i in wanted])
@@ -187,7 +187,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         for o in outputs:
             if o.numel() != 1:
                 raise RuntimeError(f"grad: grad_outputs must be given for non-scalar outputs (got shape {o.shape})")
-        grad_outputs = [Tensor(o.xp.ones(o.shape, dtype=o.dtype)) for o in outputs]
+        grad_outputs = [Tensor.wrap(o.xp.ones(o.shape, dtype=o.dtype)) for o in outputs]
     grad_outputs = _check_grad_outputs(outputs, _as_tuple(grad_outputs))
     retain_graph = create_graph if retain_graph is None else retain_graph
     grads = autograd.run_backward(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
@@ -223,7 +223,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
     rng = numpy.random.default_rng(seed + 1)
     with autograd.no_grad():
         outputs = _as_tuple(fn(*inputs))
-    cotangents = [Tensor(o.xp.asarray(rng.standard_normal(o.shape))) for o in outputs]
+    cotangents = [Tensor.wrap(o.xp.asarray(rng.standard_normal(o.shape))) for o in outputs]
 
     def first_derivative(*args):
         leaves = [args[i] for i in wanted]
@@ -231,7 +231,7 @@ def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=Tr
             outs = _as_tuple(fn(*args))
             pairs = [(o, v) for o, v in zip(outs, cotangents) if o.requires_grad]
             grads = grad([o for o, _ in pairs], leaves, [v for _, v in pairs], create_graph=True, allow_unused=True)
-        return tuple(g if g is not None else Tensor(x.xp.zeros(x.shape)) for g, x in zip(grads, leaves))
+        return tuple(g if g is not None else Tensor.wrap(x.xp.zeros(x.shape)) for g, x in zip(grads, leaves))
 
     try:
         return gradcheck(first_derivative, inputs, eps, atol, rtol, raise_exception, seed=seed)

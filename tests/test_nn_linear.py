@@ -152,3 +152,12 @@ def test_linear_refuses_a_tuple():
     out = nn.LSTM(3, 3)(minidl.randn(2, 1, 3))
     with pytest.raises(TypeError, match=r"Linear: expected a Tensor as input, got a tuple of 2 \(an LSTM returns"):
         nn.Linear(3, 2)(out)
+
+
+def test_functional_linear_refuses_mixed_dtypes_too():
+    import minidl.nn.functional as F
+
+    with pytest.raises(TypeError, match="linear: expected an input of dtype float32 like the weight, got dtype float64"):
+        F.linear(minidl.zeros(2, 3, dtype=np.float64), minidl.zeros(4, 3))
+    with pytest.raises(TypeError, match="linear: expected an input of dtype float64 like the bias, got dtype float32"):
+        F.linear(minidl.zeros(2, 3), minidl.zeros(4, 3), minidl.zeros(4, dtype=np.float64))

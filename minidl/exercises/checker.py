@@ -136,7 +136,7 @@ class Checker:
     def tensors(self, case: Case, grad_for=None):
         """The case's arrays as Tensors on the device; only input number ``grad_for`` requires grad."""
         return [
-            minidl.Tensor(backend.to_device(a, self.device), requires_grad=(k == grad_for))
+            minidl.Tensor.wrap(backend.to_device(a, self.device)).requires_grad_(k == grad_for)
             for k, a in enumerate(case.arrays)
         ]
 
@@ -215,7 +215,7 @@ class Checker:
         args = self.tensors(case, grad_for=k)
         outputs = self.call(fn, case, "forward", args)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        ones = [minidl.Tensor(o.xp.ones(o.shape, dtype=o.dtype)) for o in outputs]
+        ones = [minidl.Tensor.wrap(o.xp.ones(o.shape, dtype=o.dtype)) for o in outputs]
         try:
             (g,) = minidl.autograd.run_backward(list(outputs), ones, inputs=[args[k]])
         except NotImplementedError as error:

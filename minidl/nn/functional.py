@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import backend, ops
+from minidl import backend, checks, ops
 from minidl.autograd import no_grad
 from minidl.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 from minidl.ops.conv import conv1d, conv2d, fold, unfold  # noqa: F401
@@ -55,6 +55,8 @@ def linear(input, weight, bias=None):
             f"linear: input of shape {input.shape} does not match weight of shape {weight.shape}: "
             f"expected input of shape (*, {weight.shape[1]}) (the last axis holds the in_features)"
         )
+    checks.same_dtype(input, weight, "linear", "weight")
+    checks.same_dtype(input, bias, "linear", "bias")
     y = ops.matmul(input, ops.transpose(weight, 0, 1))
     return y if bias is None else y + bias
 
@@ -74,7 +76,7 @@ def dropout(input, p=0.5, training=True):
         return input * 0.0
     uniform = default_generator(input.device).random(input.shape, dtype=numpy.float32)
     kept = (uniform >= p).astype(input.dtype)
-    return input * Tensor(kept * kept.dtype.type(1.0 / (1.0 - p)))
+    return input * Tensor.wrap(kept * kept.dtype.type(1.0 / (1.0 - p)))
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
@@ -88,8 +90,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         if t is not None and t.shape != (channels,):
             raise ValueError(f"batch_norm: {name} must have shape ({channels},) for {channels} channels, got {t.shape}")
-    weight = weight if weight is not None else Tensor(input.xp.ones(channels, dtype=input.dtype))
-    bias = bias if bias is not None else Tensor(input.xp.zeros(channels, dtype=input.dtype))
+    weight = weight if weight is not None else Tensor.wrap(input.xp.ones(channels, dtype=input.dtype))
+    bias = bias if bias is not None else Tensor.wrap(input.xp.zeros(channels, dtype=input.dtype))
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")

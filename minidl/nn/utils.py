@@ -57,7 +57,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     max_norm = checks.non_negative_float(max_norm, op, "max_norm")
     grads = _grads(parameters, op)
     if not grads:
-        return Tensor(backend.numpy.zeros((), dtype=backend.numpy.float32))
+        return Tensor.wrap(backend.numpy.zeros((), dtype=backend.numpy.float32))
     device, xp = grads[0].device, grads[0].xp
     norms = xp.stack([backend.to_device(_vector_norm(g.xp, g.data, norm_type), device) for g in grads])
     total_norm = _vector_norm(xp, norms, norm_type)
@@ -69,7 +69,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     clip_coef = xp.minimum(max_norm / (total_norm + 1e-6), 1.0)
     for g in grads:  # a new array for each: two parameters' grads may share one array
         g.data = g.data * backend.to_device(clip_coef, g.device).astype(g.dtype)
-    return Tensor(total_norm)
+    return Tensor.wrap(total_norm)
 
 
 def clip_grad_value_(parameters, clip_value: float) -> None:

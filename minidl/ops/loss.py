@@ -73,7 +73,7 @@ class BinaryCrossEntropyWithLogits(Function):
 
     def backward(self, gy):
         z, t = self.inputs
-        k = None if self.pos_weight is None else Tensor(self.pos_weight)
+        k = None if self.pos_weight is None else Tensor.wrap(self.pos_weight)
         scale = 1 if k is None else 1 + (k - 1) * t
         gz = ((1 - t) - scale * sigmoid(-z)) * gy
         gt = None
@@ -100,7 +100,7 @@ def reduce_loss(loss, reduction: str, divisor=None):
         return total
     if divisor is None:
         return total / loss.numel()
-    return total / Tensor(divisor.astype(loss.dtype, copy=False))
+    return total / Tensor.wrap(divisor.astype(loss.dtype, copy=False))
 
 
 def as_tensor_on(value, like):
@@ -108,7 +108,7 @@ def as_tensor_on(value, like):
     if value is None or isinstance(value, Tensor):
         return value
     array = value if hasattr(value, "dtype") else numpy.asarray(value)
-    return Tensor(backend.to_device(array, like.device))
+    return Tensor.wrap(backend.to_device(array, like.device))
 
 
 def classes_last(input, target, op: str):
@@ -203,7 +203,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         q, divisor = class_index_distribution(
             target_rows, num_classes, rows.dtype, weight, ignore_index, label_smoothing
         )
-        q = Tensor(q)
+        q = Tensor.wrap(q)
     loss = SoftmaxCrossEntropy()(rows, q)
     return reduce_loss(reshape(loss, loss_shape), reduction, divisor)
 
@@ -220,7 +220,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     weight = as_tensor_on(weight, input)
     check_class_weight(weight, rows.shape[1], "nll_loss")
     q, divisor = class_index_distribution(target_rows, rows.shape[1], rows.dtype, weight, ignore_index, op="nll_loss")
-    loss = -sum_(rows * Tensor(q), axis=1)
+    loss = -sum_(rows * Tensor.wrap(q), axis=1)
     return reduce_loss(reshape(loss, loss_shape), reduction, divisor)
 
 

@@ -160,8 +160,8 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
     y = _to_nchw(best(windows), n, oh, ow)
     if not return_indices:
         return restore(y)
-    winner = _to_nchw(Tensor(best.winner), n, oh, ow).data
-    return restore(y), restore(Tensor(_flat_indices(winner, image.shape, kernel, stride, padding, dilation)))
+    winner = _to_nchw(Tensor.wrap(best.winner), n, oh, ow).data
+    return restore(y), restore(Tensor.wrap(_flat_indices(winner, image.shape, kernel, stride, padding, dilation)))
 
 
 def _to_nchw(pooled, n, oh, ow):
@@ -217,7 +217,7 @@ def _window_counts(image, kernel, stride, padding, count_include_pad, op):
         ones, zero_border = (h + 2 * ph, w + 2 * pw), ((0, bottom - ph), (0, right - pw))
     else:  # only real pixels count
         ones, zero_border = (h, w), padding
-    ones = Tensor(image.xp.ones((1, 1) + ones, dtype=image.dtype))
+    ones = Tensor.wrap(image.xp.ones((1, 1) + ones, dtype=image.dtype))
     counts, _ = im2col(ones, kernel, stride, zero_border, (1, 1), op)  # (KH*KW, OH*OW)
     return Tensor(counts.data.sum(axis=0))  # a constant: no gradient
 
@@ -262,7 +262,7 @@ def _averaging_matrix(size, out, like):
     matrix = numpy.zeros((out, size))
     for i, (start, end) in enumerate(adaptive_bins(size, out)):  # a loop over output sizes, not pixels
         matrix[i, start:end] = 1.0 / (end - start)
-    return Tensor(backend.to_device(matrix.astype(like.dtype), like.device))
+    return Tensor.wrap(backend.to_device(matrix.astype(like.dtype), like.device))
 
 
 def _adaptive_avg(x, output_size, spatial_dims, op):

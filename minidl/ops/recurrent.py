@@ -276,7 +276,7 @@ def _cell_step(op, mode, x, state, w_ih, w_hh, b_ih, b_hh, implementation):
 
 def _biases(w_ih, b_ih, b_hh):
     """The fused Functions always take two biases: zeros (constants) stand in for missing ones."""
-    zeros = None if b_ih is not None and b_hh is not None else Tensor(w_ih.xp.zeros(w_ih.shape[:1], dtype=w_ih.dtype))
+    zeros = None if b_ih is not None and b_hh is not None else Tensor.wrap(w_ih.xp.zeros(w_ih.shape[:1], dtype=w_ih.dtype))
     return (zeros if b_ih is None else b_ih), (zeros if b_hh is None else b_hh)
 
 

@@ -195,11 +195,11 @@ def _arg(name, x, dim, keepdim):
     xp = backend.get_array_module(x.data)
     if dim is None:
         index = xp.asarray(getattr(xp, name)(x.data))
-        return Tensor(index.reshape((1,) * x.ndim) if keepdim else index)
+        return Tensor.wrap(index.reshape((1,) * x.ndim) if keepdim else index)
     dim = checks.dim(dim, x.ndim, name)
     if x.ndim == 0:
-        return Tensor(xp.zeros((), dtype=xp.int64))
-    return Tensor(getattr(xp, name)(x.data, axis=dim, keepdims=keepdim))
+        return Tensor.wrap(xp.zeros((), dtype=xp.int64))
+    return Tensor.wrap(getattr(xp, name)(x.data, axis=dim, keepdims=keepdim))
 
 
 @dim_aliases

@@ -43,14 +43,14 @@ class Adam(Optimizer):
     def update(self, p, grad, state, group):
         """Every change to p and to its moments is an in-place Tensor op, so it bumps their versions."""
         lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        g = Tensor(-grad if group["maximize"] else grad)
+        g = Tensor.wrap(-grad if group["maximize"] else grad)
         if not state:
             xp = p.xp
             state["step"] = 0
-            state["exp_avg"] = Tensor(xp.zeros_like(p.data))
-            state["exp_avg_sq"] = Tensor(xp.zeros_like(p.data))
+            state["exp_avg"] = Tensor.wrap(xp.zeros_like(p.data))
+            state["exp_avg_sq"] = Tensor.wrap(xp.zeros_like(p.data))
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = Tensor(xp.zeros_like(p.data))
+                state["max_exp_avg_sq"] = Tensor.wrap(xp.zeros_like(p.data))
         state["step"] += 1
         step = state["step"]
 
@@ -63,11 +63,11 @@ class Adam(Optimizer):
         m.mul_(beta1).add_(g, alpha=1 - beta1)
         v.mul_(beta2).add_(g * g, alpha=1 - beta2)
         if group["amsgrad"]:
-            v = state["max_exp_avg_sq"].copy_(Tensor(p.xp.maximum(state["max_exp_avg_sq"].data, v.data)))
+            v = state["max_exp_avg_sq"].copy_(Tensor.wrap(p.xp.maximum(state["max_exp_avg_sq"].data, v.data)))
 
         step_size = lr / (1 - beta1**step)
         denom = p.xp.sqrt(v.data) / math.sqrt(1 - beta2**step) + eps
-        p.sub_(Tensor(m.data / denom), alpha=step_size)
+        p.sub_(Tensor.wrap(m.data / denom), alpha=step_size)
 
 
 class AdamW(Adam):

@@ -231,5 +231,5 @@ def _restore(value, p, where: str):
             raise ValueError(f"{where} has shape {tuple(array.shape)} but the parameter has shape {p.shape}")
         array = backend.to_device(array, p.device)
         dtype = p.dtype if array.dtype.kind == "f" else array.dtype
-        return Tensor(array.astype(dtype, copy=True))
+        return Tensor.wrap(array.astype(dtype, copy=True))
     return copy.deepcopy(value.item() if hasattr(value, "item") else value)

@@ -39,13 +39,13 @@ class SGD(Optimizer):
     def update(self, p, grad, state, group):
         """Every change to p and to its buffer is an in-place Tensor op, so it bumps their versions."""
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-        g = Tensor(grad)
+        g = Tensor.wrap(grad)
         if weight_decay != 0:
             g = g + weight_decay * p
         if momentum != 0:
             buffer = state.get("momentum_buffer")
             if buffer is None:
-                buffer = state["momentum_buffer"] = Tensor(g.data.copy())
+                buffer = state["momentum_buffer"] = Tensor.wrap(g.data.copy())
             else:
                 buffer.mul_(momentum).add_(g, alpha=1 - group["dampening"])
             g = g + momentum * buffer if group["nesterov"] else buffer
