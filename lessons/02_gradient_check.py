@@ -11,7 +11,8 @@ and comparing it with the backward catches almost every bug. This lesson measure
    (why gradient checks use central differences and float64);
 2. absolute versus relative error (why a check needs both, like gradcheck's atol + rtol);
 3. a passing ``minidl.gradcheck`` on a small network;
-4. an op with a deliberately wrong backward, and gradcheck's report naming the element.
+4. an op with a deliberately wrong backward, and gradcheck's report naming the element;
+5. a NaN loss, and anomaly mode naming the op and the line behind it.
 
 Run:  python lessons/02_gradient_check.py [--device cuda] [--smoke] [--out DIR] [--seed N]
 Then try the exercises:  python -m minidl.exercises --list
@@ -205,6 +206,35 @@ fig.tight_layout()
 fig.savefig(out / "broken_abs_gradient.png", dpi=120)
 plt.close(fig)
 print(f"saved {out / 'broken_abs_gradient.png'}")
+
+# %% 5. A NaN loss: anomaly mode names the op and the line that made it
+# gradcheck asks whether a backward is the derivative of its forward. Another bug is a forward
+# that is right on paper but breaks in floating point: softmax(z) underflows to exactly 0 for
+# a logit far below the others (exp(-120) is below float32's smallest number), log(0) = -inf,
+# and the derivative of log at 0 is 1/0. The loss is inf and the gradient inf or NaN, and
+# neither says where. minidl.autograd.detect_anomaly() makes every op remember the line that
+# called it and checks every gradient as backward makes it: the first op whose backward returns
+# NaN or inf is named, with that line (PyTorch's torch.autograd.detect_anomaly does the same).
+logits = on_device([[0.0, 120.0]], dtype=np.float32, requires_grad=True)  # confident, and wrong
+target = on_device([[1.0, 0.0]], dtype=np.float32)  # the true class is 0
+with np.errstate(divide="ignore", invalid="ignore"):
+    loss = -(logits.softmax(dim=-1).log() * target).sum()  # cross-entropy, written the fragile way
+    loss.backward()
+    print(f"\nloss = -sum(target * log(softmax(z))) for z = {logits.tolist()}: {loss.item()}, "
+          f"dL/dz = {logits.grad.tolist()}: no error, and nothing says where it went wrong")
+    logits.grad = None
+    with minidl.autograd.detect_anomaly():
+        probabilities = logits.softmax(dim=-1)
+        loss = -(probabilities.log() * target).sum()
+        try:
+            loss.backward()
+        except RuntimeError as error:
+            print("The same backward under minidl.autograd.detect_anomaly() raises:")
+            print("   ", str(error).strip().replace("\n", "\n    "))
+# The fix: log_softmax computes log(softmax(z)) as z - logsumexp(z), which never takes log(0).
+loss = -(logits.log_softmax(dim=-1) * target).sum()
+loss.backward()
+print(f"With log_softmax: loss = {loss.item():.1f}, dL/dz = {logits.grad.tolist()} (finite: softmax(z) - target)")
 
 # %% Next
 print("\nNow write some backwards yourself: python -m minidl.exercises --list")
