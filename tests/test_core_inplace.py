@@ -255,3 +255,12 @@ def test_host_arrays_land_on_the_default_device(device):
         assert minidl.zeros(2, device="cpu").device == "cpu"
     finally:
         minidl.set_default_device("cpu")
+
+
+def test_values_that_do_not_fit_the_place_are_refused_by_name_and_change_nothing():
+    x = minidl.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"IndexPut: .*broadcast.*\(inputs of shape \(2, 3\) and \(4,\)\)"):
+        x[0] = minidl.ones(4)
+    with pytest.raises(ValueError, match=r"ReplaceValues: .*broadcast.*\(inputs of shape \(2, 3\) and \(2,\)\)"):
+        x.copy_(minidl.ones(2))
+    assert x.tolist() == [[0.0] * 3] * 2 and x._version == 0
