@@ -1,8 +1,9 @@
-"""minidl.optim: optimizers (SGD, Adam, AdamW) and learning-rate schedules (lr_scheduler)."""
+"""minidl.optim: optimizers (SGD, Adam, AdamW), learning-rate schedules (lr_scheduler) and EarlyStopping."""
 
 from minidl.optim import lr_scheduler
 from minidl.optim.adam import Adam, AdamW
+from minidl.optim.early_stopping import EarlyStopping
 from minidl.optim.optimizer import Optimizer
 from minidl.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "lr_scheduler"]
+__all__ = ["SGD", "Adam", "AdamW", "EarlyStopping", "Optimizer", "lr_scheduler"]

@@ -8,7 +8,8 @@ Use them as in PyTorch::
         scheduler.step()          # lr for the next epoch
 
 Each schedule here is written in closed form: ``lr(t)`` from the group's starting lr
-``base_lr`` and the number of ``step()`` calls so far, ``t = last_epoch``.
+``base_lr`` and the number of ``step()`` calls so far, ``t = last_epoch``; except
+``ReduceLROnPlateau``, which reads a metric: ``scheduler.step(validation_loss)``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from __future__ import annotations
 import bisect
 import math
 
+from minidl import checks
 from minidl.optim.optimizer import Optimizer
+
+
+def _check_optimizer(optimizer, scheduler: str) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{scheduler}: expected an Optimizer, got {type(optimizer).__name__}")
 
 
 class LRScheduler:
@@ -27,8 +34,7 @@ class LRScheduler:
     """
 
     def __init__(self, optimizer, last_epoch: int = -1):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")
+        _check_optimizer(optimizer, type(self).__name__)
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -244,3 +250,115 @@ class OneCycleLR(LRScheduler):
             if self.cycle_momentum:
                 self._set_momentum(group, momentum)
         return lrs
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Multiply every group's lr by ``factor`` when a metric has stopped improving, as
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau``. Call ``step(metric)`` once per epoch::
+
+        scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+        for epoch in range(100):
+            train_one_epoch(...)
+            scheduler.step(validation_loss)
+
+    The rule, at every ``step(metric)`` (``best`` starts at +inf, or -inf in mode "max")::
+
+        better:  mode "min": metric < best * (1 - threshold)   (threshold_mode "rel")
+                             metric < best - threshold         (threshold_mode "abs")
+                 mode "max": metric > best * (1 + threshold)   ("rel")
+                             metric > best + threshold         ("abs")
+        if better: best = metric, num_bad_epochs = 0     else: num_bad_epochs += 1
+        if cooldown_counter > 0: cooldown_counter -= 1, num_bad_epochs = 0
+        if num_bad_epochs > patience:
+            each group: new_lr = max(lr * factor, min_lr of the group),
+                        applied only if lr - new_lr > eps (smaller changes are ignored)
+            cooldown_counter = cooldown, num_bad_epochs = 0
+
+    So with ``patience=2`` the lr drops at the end of the 3rd epoch in a row without an
+    improvement, and after a drop the next ``cooldown`` epochs count as neither good nor
+    bad. A NaN metric is never better. ``min_lr`` is one number or one per param group.
+    ``metric`` is a number or a one-element Tensor (read with ``float()``: once per epoch).
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0, eps=1e-8):
+        name = "ReduceLROnPlateau"
+        _check_optimizer(optimizer, name)
+        self.optimizer = optimizer
+        self.mode = checks.choice(mode, ("min", "max"), name, "mode")
+        self.factor = checks.real(factor, name, "factor", minimum=0.0)
+        if self.factor >= 1.0:
+            checks.fail(name, "factor to be < 1.0 (new_lr = lr * factor)", factor)
+        self.patience = checks.non_negative_int(patience, name, "patience")
+        self.threshold = checks.non_negative_float(threshold, name, "threshold")
+        self.threshold_mode = checks.choice(threshold_mode, ("rel", "abs"), name, "threshold_mode")
+        self.cooldown = checks.non_negative_int(cooldown, name, "cooldown")
+        self.min_lrs = self._min_lrs(min_lr, len(optimizer.param_groups))
+        self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else float(min_lr)
+        self.eps = checks.non_negative_float(eps, name, "eps")
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    @staticmethod
+    def _min_lrs(min_lr, groups: int) -> list:
+        """One non-negative min_lr per param group, from a number or a list of them."""
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != groups:
+                checks.fail("ReduceLROnPlateau", f"{groups} values of min_lr (one per param group)", min_lr)
+            return [checks.non_negative_float(m, "ReduceLROnPlateau", "each min_lr") for m in min_lr]
+        return [checks.non_negative_float(min_lr, "ReduceLROnPlateau", "min_lr")] * groups
+
+    @property
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def is_better(self, metric: float, best: float) -> bool:
+        """``metric`` beats ``best`` by more than the threshold (see the class docstring)."""
+        if self.threshold_mode == "rel":
+            scale = 1.0 - self.threshold if self.mode == "min" else 1.0 + self.threshold
+            dynamic_threshold = best * scale
+        else:
+            dynamic_threshold = best - self.threshold if self.mode == "min" else best + self.threshold
+        return metric < dynamic_threshold if self.mode == "min" else metric > dynamic_threshold
+
+    def step(self, metric) -> None:
+        """Record one epoch's ``metric`` and lower the lr after ``patience`` bad epochs."""
+        try:
+            current = float(metric)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"ReduceLROnPlateau.step: expected a number or a one-element Tensor as the metric, "
+                f"got {type(metric).__name__}"
+            ) from None
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _reduce_lr(self) -> None:
+        """lr = max(lr * factor, min_lr) in every group, unless that changes it by eps or less."""
+        groups = len(self.optimizer.param_groups)
+        if len(self.min_lrs) != groups and self.default_min_lr is not None:  # a group added since: as PyTorch
+            self.min_lrs = [self.default_min_lr] * groups
+        if len(self.min_lrs) != groups:
+            raise RuntimeError(
+                f"ReduceLROnPlateau: expected {len(self.min_lrs)} param groups (one per min_lr), "
+                f"got {groups}; a group was added after the scheduler was made with a list of min_lr"
+            )
+        for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
+            old_lr = float(group["lr"])
+            new_lr = max(old_lr * self.factor, min_lr)
+            if old_lr - new_lr > self.eps:
+                group["lr"] = new_lr
