@@ -312,3 +312,6 @@ class RandomCrop(RandomTransform):
         left = self.integers(x, 0, padded_width - width + 1, (n,))
         windows = sliding_windows(padded, height, width)
         return windows[xp.arange(n), :, top, left]  # (N, C, height, width), a fresh array
+
+
+from minidl.data.affine import RandomAffine, RandomRotation  # noqa: E402,F401  (last: affine.py imports this file)
