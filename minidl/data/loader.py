@@ -9,7 +9,7 @@ import numpy
 from minidl import backend
 from minidl.backend import Device
 from minidl.data.collate import default_collate
-from minidl.data.dataset import ArrayDataset
+from minidl.data.split import as_array_dataset
 from minidl.random import Generator, default_generator
 from minidl.tensor import Tensor
 
@@ -60,9 +60,11 @@ class DataLoader:
 
     Over an ``ArrayDataset`` (and no ``collate_fn``) the whole arrays are moved to
     ``device`` once, when the loader is made; each batch is then one fancy index
-    ``array[indices]`` on the device. Any other dataset is read sample by sample,
-    ``dataset[i]``, and the list is joined by ``collate_fn`` (``default_collate`` stacks;
-    ``pad_collate`` pads sequences), then moved to ``device``.
+    ``array[indices]`` on the device. A ``Subset`` of one (``random_split``) takes the
+    same path: its rows are gathered once, when the loader is made, then moved. Any
+    other dataset is read sample by sample, ``dataset[i]``, and the list is joined by
+    ``collate_fn`` (``default_collate`` stacks; ``pad_collate`` pads sequences), then
+    moved to ``device``.
 
     Each batch is a tuple of Tensors, one per field (a single Tensor when the samples
     are bare arrays of a generic dataset). One integer per sample (a class label)
@@ -108,8 +110,9 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.generator = _shuffle_generator(generator)
         self._arrays = None  # the dataset's arrays on self.device, for the fast path
-        if isinstance(dataset, ArrayDataset) and collate_fn is None:
-            self._arrays = tuple(_labels_as_int64(a) for a in dataset.to(self.device).arrays)
+        arrays = as_array_dataset(dataset) if collate_fn is None else None
+        if arrays is not None:
+            self._arrays = tuple(_labels_as_int64(a) for a in arrays.to(self.device).arrays)
 
     def __len__(self) -> int:
         n = len(self.dataset)
