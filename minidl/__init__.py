@@ -44,6 +44,7 @@ from minidl.io import CheckpointError, load, save
 from minidl.ops import *  # noqa: F401,F403  (minidl.exp, minidl.matmul, ...)
 from minidl.tensor import Tensor
 from minidl import nn, optim  # noqa: E402  (after the core they stand on)
+from minidl import amp  # noqa: E402  (mixed precision: autocast, GradScaler)
 
 float32 = "float32"
 float64 = "float64"

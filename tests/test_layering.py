@@ -43,6 +43,7 @@ LAYER_OF = {
     "minidl.checks": "backend",
     "minidl.autograd": "core",
     "minidl.grad_mode": "core",
+    "minidl.amp": "core",
     "minidl.tensor": "core",
     "minidl.creation": "core",
     "minidl.gradcheck": "core",

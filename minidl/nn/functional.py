@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import backend, checks, ops
+from minidl import amp, backend, checks, ops
 from minidl.autograd import no_grad
 from minidl.ops.activation import leaky_relu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
 from minidl.ops.conv import conv1d, conv2d, fold, unfold  # noqa: F401
@@ -48,6 +48,7 @@ def silu(input):
 # --------------------------------------------------------------------------- #
 def linear(input, weight, bias=None):
     """y = x W^T + b for x (*, in), W (out, in), b (out,)."""
+    input, weight, bias = amp.autocast_inputs(input, weight, bias)  # float16 under autocast
     if weight.ndim != 2:
         raise ValueError(f"linear: expected a weight of shape (out_features, in_features), got shape {weight.shape}")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
@@ -84,6 +85,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ``training`` (then, if given, running_mean/running_var are updated in place:
     r = (1 - momentum) r + momentum * batch_stat, with the UNBIASED batch variance, as PyTorch),
     otherwise with running_mean/running_var. weight and bias (C,) are the affine gamma and beta."""
+    input = amp.autocast_inputs(input, to="float32")
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected input of shape (N, C, *), got shape {input.shape}")
     channels = input.shape[1]

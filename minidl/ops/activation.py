@@ -6,7 +6,7 @@ re-exports them (``F.softmax(x, dim=1)``).
 
 from __future__ import annotations
 
-from minidl import backend, checks
+from minidl import amp, backend, checks
 from minidl.autograd import Function
 from minidl.ops.reduce import sum as sum_
 from minidl.ops.shape import dim_aliases
@@ -132,10 +132,12 @@ def leaky_relu(x, negative_slope=0.01):
 @dim_aliases
 def softmax(x, dim=-1):
     """y_i = exp(x_i) / sum_j exp(x_j) along ``dim`` (the last one unless told)."""
+    x = amp.autocast_inputs(x, to="float32")
     return Softmax(checks.dim(dim, x.ndim, "softmax"))(x)
 
 
 @dim_aliases
 def log_softmax(x, dim=-1):
     """y_i = x_i - log sum_j exp(x_j) along ``dim`` (the last one unless told)."""
+    x = amp.autocast_inputs(x, to="float32")
     return LogSoftmax(checks.dim(dim, x.ndim, "log_softmax"))(x)

@@ -24,7 +24,7 @@ col2im one strided add per kernel offset (KH*KW of them).
 
 from __future__ import annotations
 
-from minidl import backend, checks
+from minidl import amp, backend, checks
 from minidl.autograd import Function
 from minidl.ops.linalg import matmul
 from minidl.ops.shape import getitem, pad_per_dim, permute, reshape, squeeze, unsqueeze
@@ -192,6 +192,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def _convolve(x, weight, bias, stride, padding, dilation, groups, spatial_dims, op):
+    x, weight, bias = amp.autocast_inputs(x, weight, bias)  # float16 under autocast
     unbatched = check_input(x, spatial_dims, op)
     if weight.ndim != spatial_dims + 2:
         raise ValueError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import backend
+from minidl import amp, backend
 from minidl.autograd import Function
 from minidl.creation import as_tensor_like
 from minidl.ops.shape import reshape, sum_to, swapaxes
@@ -28,6 +28,7 @@ def matmul(a, b):
     """numpy's matmul rules: a 1-D operand is a row (left) or column (right) vector
     that is dropped from the result again."""
     a, b = as_tensor_like(a, (a, b)), as_tensor_like(b, (a, b))
+    a, b = amp.autocast_inputs(a, b)  # float16 under autocast
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import backend, checks
+from minidl import amp, backend, checks
 from minidl.autograd import Function
 from minidl.ops.activation import log_softmax, relu, sigmoid, softmax
 from minidl.ops.arithmetic import abs as abs_
@@ -187,6 +187,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     Probabilities t give q = w * ((1 - eps) t + eps / C) and 'mean' divides by the number
     of rows; they receive a gradient when they require one."""
+    input = amp.autocast_inputs(input, to="float32")
     check_reduction(reduction, "cross_entropy")
     checks.probability(label_smoothing, "cross_entropy", "label_smoothing")
     checks.floating(input, "cross_entropy", "floating-point logits")
@@ -212,6 +213,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood: loss_n = -w_{y_n} input[n, y_n] for log-probabilities ``input``
     (N, C[, d...]) and class indices ``target`` (N[, d...]); 'mean' divides by the sum of w_{y_n}.
     d loss_n / d input[n, c] = -w_{y_n} [c = y_n]."""
+    input = amp.autocast_inputs(input, to="float32")
     check_reduction(reduction, "nll_loss")
     target = as_tensor_on(target, input)
     if target.dtype.kind not in "iu":
@@ -226,6 +228,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
 def mse_loss(input, target, reduction="mean"):
     """Mean squared error: (input - target)**2, reduced;  d/d input = 2 (input - target)."""
+    input, target = amp.autocast_inputs(input, target, to="float32")
     check_reduction(reduction, "mse_loss")
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(
@@ -240,6 +243,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     """Binary cross-entropy of sigmoid(input) against probabilities ``target`` (same shape),
     computed from the logits so it never takes log(0). ``weight`` scales each element's loss
     (broadcasting), ``pos_weight`` the positive term (broadcasting along the last axis)."""
+    input, target = amp.autocast_inputs(input, target, to="float32")
     check_reduction(reduction, "binary_cross_entropy_with_logits")
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(

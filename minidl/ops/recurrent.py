@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import autograd, backend
+from minidl import amp, autograd, backend
 from minidl.autograd import Function, is_grad_enabled
 from minidl.creation import as_tensor_like
 from minidl.ops.arithmetic import where
@@ -287,6 +287,8 @@ def _check_arguments(op, cell, x, state, w_ih, w_hh, b_ih, b_hh, x_ndim, impleme
     w_ih = as_tensor_like(w_ih, (w_hh,))
     x, w_hh, b_ih, b_hh = (None if t is None else as_tensor_like(t, (w_ih,)) for t in (x, w_hh, b_ih, b_hh))
     state = tuple(as_tensor_like(s, (w_ih,)) for s in state)
+    x, w_ih, w_hh, b_ih, b_hh, *state = amp.autocast_inputs(x, w_ih, w_hh, b_ih, b_hh, *state)  # float16 (autocast)
+    state = tuple(state)
     layout = "(T, B, input_size)" if x_ndim == 3 else "(B, input_size)"
     if x.ndim != x_ndim:
         raise ValueError(f"{op}: expected the input to have shape {layout}, got shape {x.shape}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
-from minidl import backend, checks
+from minidl import amp, backend, checks
 from minidl.autograd import Function
 from minidl.ops.indexing import getitem
 from minidl.ops.shape import broadcast_to, dim_aliases, normalize_axes, reshape, squeeze
@@ -85,12 +85,14 @@ def _reduce(cls, x, dim, keepdim, name):
 @dim_aliases
 def sum(x, dim=None, keepdim=False):  # noqa: A001
     """y = sum of x over ``dim`` (an int, a tuple, or None for all dims)."""
+    x = amp.autocast_inputs(x, to="float32")
     return _reduce(Sum, x, dim, keepdim, "sum")
 
 
 @dim_aliases
 def mean(x, dim=None, keepdim=False):
     """y = sum(x) / (number of elements summed)"""
+    x = amp.autocast_inputs(x, to="float32")
     dims = normalize_axes(dim, x.ndim, "mean")
     count = math.prod(x.shape[d] for d in dims)
     if count == 0:
@@ -170,6 +172,7 @@ def _correction(name, unbiased, correction):
 def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """y = sum((x - mean(x))**2) / (n - correction); correction=1 (unbiased=True) is PyTorch's
     default, correction=0 (unbiased=False) the population variance (what batch norm uses)."""
+    x = amp.autocast_inputs(x, to="float32")
     if isinstance(dim, bool):  # torch.var(x, False): the one positional argument is unbiased
         dim, unbiased = None, dim
     correction = _correction("var", unbiased, correction)
