@@ -35,8 +35,9 @@ layer is once per forward); and layers that check dtypes before their functional
 **Where it pays.** On CuPy, float16 matmuls run on tensor cores (several times float32's
 throughput on a V100/A100/H100) and activations take half the memory. On NumPy it is a
 teaching tool only: there is no float16 BLAS, so NumPy multiplies float16 matrices with a
-plain loop. Measured 2026-12-06 on the 2-core build machine (numpy 2.4.6, OpenBLAS 0.3.31):
-a 512x512 @ 512x512 matmul took 1.35 ms in float32 and 519 ms in float16, about 385x slower.
+plain loop. Measured 2026-12-06 on the 2-core build machine (numpy 2.4.6, OpenBLAS 0.3.31),
+a 512x512 @ 512x512 matmul, best of 5: 1.35 ms in float32, 519 ms in float16, 385x slower
+(a second run, with other jobs on the machine: 4.8 ms and 542 ms, 110x). Keep CPU runs tiny.
 
 **GradScaler.** float16 keeps values down to about 6e-8; smaller gradients flush to zero.
 Multiplying the loss by S (2**16) multiplies every gradient by S, lifting them into range;
