@@ -57,6 +57,8 @@ class DataLoader:
     Every sample appears exactly once per epoch: the epoch's order is 0..N-1, or with
     ``shuffle`` a fresh permutation of it, cut into consecutive batches of ``batch_size``
     (the last one shorter, or dropped with ``drop_last``; ``len(loader)`` counts batches).
+    A ``sampler`` (an iterable of indices, e.g. ``minidl.distributed.DistributedSampler``,
+    not with ``shuffle=True``) gives the order instead, read anew each epoch, as PyTorch's.
 
     Over an ``ArrayDataset`` (and no ``collate_fn``) the whole arrays are moved to
     ``device`` once, when the loader is made; each batch is then one fancy index
@@ -89,7 +91,7 @@ class DataLoader:
     RandomSampler); an unshuffled loader over an empty dataset yields no batches.
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, *, drop_last: bool = False,
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, *, sampler=None, drop_last: bool = False,
                  device=None, transform=None, collate_fn=None, generator=None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__, got {type(dataset).__name__}")
@@ -98,11 +100,17 @@ class DataLoader:
         for name, fn in (("transform", transform), ("collate_fn", collate_fn)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"DataLoader: {name} must be callable or None, got {type(fn).__name__}")
+        if sampler is not None and not hasattr(sampler, "__iter__"):
+            raise TypeError(f"DataLoader: sampler must be an iterable of indices, got {type(sampler).__name__}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler is mutually exclusive with shuffle=True (the sampler sets the "
+                             "order: shuffle in the sampler), got both")
         if shuffle and len(dataset) == 0:
             raise ValueError("DataLoader: the dataset is empty (0 samples); shuffle=True needs at least one sample")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
+        self.sampler = sampler
         self.drop_last = bool(drop_last)
         self.device = backend.get_default_device() if device is None else Device(device)
         backend.check_device_usable(self.device)
@@ -115,12 +123,20 @@ class DataLoader:
             self._arrays = tuple(_labels_as_int64(a) for a in arrays.to(self.device).arrays)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        return self._batches(len(self.dataset) if self.sampler is None else len(self.sampler))
+
+    def _batches(self, n: int) -> int:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def epoch_order(self) -> numpy.ndarray:
         """The order of the sample indices for a new epoch (on the host)."""
         n = len(self.dataset)
+        if self.sampler is not None:
+            order = numpy.fromiter(self.sampler, dtype=numpy.int64)
+            if order.size and not (0 <= order.min() and order.max() < n):
+                raise IndexError(f"DataLoader: the sampler gave indices in [{order.min()}, {order.max()}], "
+                                 f"expected them in [0, {n - 1}] for a dataset of {n} samples")
+            return order
         if not self.shuffle:
             return numpy.arange(n)
         generator = default_generator("cpu") if self.generator is None else self.generator
@@ -130,7 +146,7 @@ class DataLoader:
         order = self.epoch_order()
         if self._arrays is not None:
             order = backend.to_device(order, self.device)  # one copy per epoch
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for start in range(0, self._batches(len(order)) * self.batch_size, self.batch_size):
             indices = order[start:start + self.batch_size]
             if self._arrays is not None:
                 yield self._finish(tuple(a[indices] for a in self._arrays))
