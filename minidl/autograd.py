@@ -182,7 +182,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
     """
     accumulate = inputs is None if accumulate is None else accumulate
     wanted = {} if inputs is None else {id(t): None for t in inputs}
-    arrived = {}  # id(tensor) -> (tensor, sum of the gradients that reached it so far)
+    arrived, handed = {}, {id(g.data) for g in grad_tensors}  # handed: arrays someone else holds
     for t, g in zip(tensors, grad_tensors):
         _add_gradient(arrived, t, g)
 
@@ -191,7 +191,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
         if id(tensor) in wanted and not accumulate:
             wanted[id(tensor)] = grad
         elif accumulate and (id(tensor) in wanted or inputs is None and (tensor.is_leaf or tensor._retains_grad)):
-            _store_grad(tensor, grad, create_graph)
+            _store_grad(tensor, grad, create_graph, handed)
         return grad
 
     boundary = set(wanted) if stop_at_inputs else ()
@@ -282,12 +282,16 @@ def _run_hooks(tensor, grad):
     return grad
 
 
-def _store_grad(tensor, grad, create_graph):
-    """Add ``grad`` into ``tensor.grad`` (detached unless building a graph of gradients)."""
-    if not create_graph:
-        grad = grad.detach()
+def _store_grad(tensor, grad, create_graph, handed):
+    """Add ``grad`` into ``tensor.grad`` (detached unless building a graph of gradients). A new
+    ``.grad`` owns its array (copied if it is a view, or ``handed`` to the caller or another tensor),
+    so an in-place change to it (``zero_()``, a GradScaler's unscale) touches nothing else."""
+    grad = grad if create_graph else grad.detach()
     if grad.dtype != tensor.dtype:
         grad = grad.to(tensor.dtype)
+    elif tensor.grad is None and not create_graph and (grad.data.base is not None or id(grad.data) in handed):
+        grad = Tensor.wrap(grad.data.copy())
+    handed.add(id(grad.data))
     tensor.grad = grad if tensor.grad is None else tensor.grad + grad
 
 

@@ -66,10 +66,6 @@ class Tensor:
     is_leaf = property(lambda self: self.grad_fn is None, doc="made by the user, not by an op")
     _version = property(lambda self: self._version_counter[0], doc="how many in-place changes it has seen")
 
-    def size(self, dim: int | None = None):
-        """The shape (PyTorch spelling), or the length of one dimension."""
-        return self.shape if dim is None else self.shape[dim]
-
     numel = lambda self: int(self.data.size)  # noqa: E731
     dim = lambda self: self.ndim  # noqa: E731
 
@@ -77,17 +73,6 @@ class Tensor:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
-
-    def __repr__(self) -> str:
-        body = numpy.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
-        extras = [f"device='{self.device}'"] if self.device.type != "cpu" else []
-        if self.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
-            extras.append(f"dtype={self.dtype}")
-        if self.grad_fn is not None:
-            extras.append(f"grad_fn=<{self.grad_fn.name}>")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
-        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
     __hash__ = object.__hash__  # tensors are hashed by identity, like PyTorch's
 

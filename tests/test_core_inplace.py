@@ -264,3 +264,18 @@ def test_values_that_do_not_fit_the_place_are_refused_by_name_and_change_nothing
     with pytest.raises(ValueError, match=r"ReplaceValues: .*broadcast.*\(inputs of shape \(2, 3\) and \(2,\)\)"):
         x.copy_(minidl.ones(2))
     assert x.tolist() == [[0.0] * 3] * 2 and x._version == 0
+
+
+def test_a_stored_gradient_owns_its_array():
+    """Add hands one gradient array to both inputs, and backward(gradient=g) starts from the
+    caller's array: each .grad must still be its own, so changing it in place changes nothing else."""
+    w1 = minidl.tensor([1.0, 2.0], requires_grad=True)
+    w2 = minidl.tensor([3.0, 4.0], requires_grad=True)
+    (w1 + w2).sum().backward()
+    w1.grad.mul_(5.0)
+    assert w1.grad.tolist() == [5.0, 5.0] and w2.grad.tolist() == [1.0, 1.0]
+    g = minidl.tensor([1.0, 1.0])
+    x = minidl.tensor([1.0, 2.0], requires_grad=True)
+    (x + 0.0).backward(g)
+    x.grad.zero_()
+    assert g.tolist() == [1.0, 1.0]

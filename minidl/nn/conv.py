@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import checks
+from minidl import amp, checks
 from minidl.creation import zeros
 from minidl.nn import functional as F
 from minidl.nn import init
@@ -64,7 +64,8 @@ class _ConvNd(Module):
                 f"{name}: expected an input with {self.in_channels} channels (in_channels={self.in_channels}), "
                 f"got {channels} channels in shape {tuple(input.shape)}"
             )
-        checks.same_dtype(input, self.weight, name, "weight")
+        if not amp.is_autocast_enabled():  # under autocast the convolution casts both to float16
+            checks.same_dtype(input, self.weight, name, "weight")
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import checks
+from minidl import amp, checks
 from minidl.creation import zeros
 from minidl.nn import functional as F
 from minidl.nn import init
@@ -49,7 +49,8 @@ class Linear(Module):
                 f"Linear: expected input of shape (*, {self.in_features}) (in_features={self.in_features}), "
                 f"got shape {input.shape}"
             )
-        checks.same_dtype(input, self.weight, "Linear", "weight")
+        if not amp.is_autocast_enabled():  # under autocast F.linear casts both to float16
+            checks.same_dtype(input, self.weight, "Linear", "weight")
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:

@@ -15,7 +15,7 @@ class MatMul(Function):
     dA = dY @ B^T,  dB = A^T @ dY  (each summed back over broadcast batch axes)"""
 
     def forward(self, a, b):
-        return backend.get_array_module(a, b).matmul(a, b)
+        return backend.backend_for(backend.get_array_module(a, b)).matmul(a, b)
 
     def backward(self, gy):
         a, b = self.inputs

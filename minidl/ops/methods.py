@@ -69,6 +69,12 @@ def permute(self, *dims):
     return ops.permute(self, _shape_args(dims))
 
 
+def size(self, dim: int | None = None):
+    """The shape (PyTorch spelling), or the length of one dimension."""
+    return self.shape if dim is None else self.shape[dim]
+
+
+Tensor.size = size
 Tensor.reshape = Tensor.view = reshape
 Tensor.expand, Tensor.permute = expand, permute
 Tensor.T = property(lambda self: ops.permute(self, tuple(reversed(range(self.ndim)))), doc="all dims reversed")
@@ -97,6 +103,24 @@ Tensor.astype = _method(ops.cast)
 Tensor.float = lambda self: ops.cast(self, numpy.float32)
 Tensor.double = lambda self: ops.cast(self, numpy.float64)
 Tensor.long = lambda self: ops.cast(self, numpy.int64)
+
+
+# --------------------------------------------------------------------------- #
+# Showing: tensor([...], grad_fn=<Mul>), as PyTorch prints it
+# --------------------------------------------------------------------------- #
+def __repr__(self) -> str:
+    body = numpy.array2string(backend.to_numpy(self.data), separator=", ", prefix="tensor(")
+    extras = [f"device='{self.device}'"] if self.device.type != "cpu" else []
+    if self.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
+        extras.append(f"dtype={self.dtype}")
+    if self.grad_fn is not None:
+        extras.append(f"grad_fn=<{self.grad_fn.name}>")
+    elif self.requires_grad:
+        extras.append("requires_grad=True")
+    return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+
+Tensor.__repr__ = __repr__
 
 
 # --------------------------------------------------------------------------- #
