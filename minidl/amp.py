@@ -178,10 +178,7 @@ class GradScaler:
         return outputs * self._scale
 
     def unscale_(self, optimizer) -> None:
-        """Divide every parameter's ``.grad`` by S; note (on the device) whether any is inf/NaN.
-
-        Each gradient becomes a new array: two parameters may share one gradient array, and a
-        broadcast one is read-only, so dividing in place could divide one twice, or fail."""
+        """Divide every parameter's ``.grad`` by S, in place; note (on the device) whether any is inf/NaN."""
         if not self._enabled:
             return
         state = self._stage_of(optimizer, "unscale_")
@@ -195,7 +192,7 @@ class GradScaler:
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
-                        p.grad = Tensor.wrap(p.grad.data * p.grad.data.dtype.type(inverse))
+                        p.grad.mul_(inverse)
                         flags.append(~backend.get_array_module(p.grad.data).isfinite(p.grad.data).all())
         state["found_inf"] = _any(flags)
         state["stage"] = _UNSCALED
