@@ -1,8 +1,8 @@
 """Lesson 09: from a waveform to the features a speech model reads: STFT, mel, log-mel, MFCC.
 
-A spoken digit is a few thousand numbers (air pressure, 8000 per second in FSDD). Models
-learn far faster from a picture of which frequencies are present when, built in steps
-that each have a reason:
+A spoken digit is a few thousand numbers (air pressure, 8000 per second in FSDD). Speech
+models usually read, instead, a picture of which frequencies are present when, built in
+steps that each have a reason:
 
     waveform (T,)                   what the microphone measured
     frames (n_frames, 200)          25 ms slices every 10 ms: speech barely changes in 25 ms
@@ -44,7 +44,7 @@ import scipy.fft  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
-from minidl import audio, datasets, plot  # noqa: E402
+from minidl import audio, datasets  # noqa: E402
 from minidl.backend import to_device, to_numpy  # noqa: E402
 
 p = common.parser("Lesson 09: waveform -> STFT -> mel -> log-mel -> MFCC, step by step", out="runs/09_audio_features")
@@ -102,11 +102,11 @@ wave_ax.set(xlabel="time (s)", title=f"{source}\n(orange: frame {loudest}, the l
 frame_ax.plot(to_numpy(frames[loudest]), label="frame", linewidth=0.8)
 frame_ax.plot(to_numpy(windowed[loudest]), label="frame x Hann window", linewidth=0.8)
 frame_ax.plot(to_numpy(window) * float(abs(frames[loudest]).max()), "k:", label="window (scaled)")
-frame_ax.set(xlabel="sample in frame", title="One 25 ms frame")
+frame_ax.set(xlabel="sample in frame", title="One 25 ms frame\n(200 samples)")
 frame_ax.legend(fontsize=7)
 for name, db in spectrum_db.items():
     spec_ax.plot(frequencies, db, label=name, linewidth=0.8)
-spec_ax.set(xlabel="frequency (Hz)", ylabel="|FFT| (dB)", title="Its spectrum: the window cuts the leakage")
+spec_ax.set(xlabel="frequency (Hz)", ylabel="|FFT| (dB)", title="Its spectrum:\nthe window cuts the leakage")
 spec_ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(out / "1_frame_and_window.png", dpi=110)
@@ -146,6 +146,10 @@ print("mel scale, Slaney's (linear to 1 kHz, logarithmic above): "
       + ", ".join(f"{f:.0f} Hz = {float(audio.hz_to_mel(f)):.1f}" for f in hz) + " mel")
 print("          HTK's (2595 log10(1 + f / 700)):                 "
       + ", ".join(f"{f:.0f} Hz = {float(audio.hz_to_mel(f, htk=True)):.0f}" for f in hz) + " mel")
+ratios = [float(audio.hz_to_mel(4000.0, htk=k) / audio.hz_to_mel(1000.0, htk=k)) for k in (False, True)]
+print("The two 'mel' are different units (1 kHz is 15 of Slaney's, 1000 of HTK's): compare their shapes, not their")
+print(f"numbers. E.g. 4 kHz is {ratios[0]:.2f} x the mel of 1 kHz on Slaney's scale, {ratios[1]:.2f} x on HTK's. "
+      "This lesson uses Slaney's.")
 print(f"{N_MELS + 2} edges equally spaced in mel: the lowest filter rises from {edges[0]:.0f} Hz to its peak at "
       f"{edges[1]:.0f} Hz and ends at {edges[2]:.0f} Hz;\nthe highest runs {edges[-3]:.0f} - {edges[-2]:.0f} - "
       f"{edges[-1]:.0f} Hz, {(edges[-1] - edges[-3]) / (edges[2] - edges[0]):.0f} times as wide "
@@ -155,7 +159,8 @@ ax = fig.subplots()
 for row in filters_np:
     ax.plot(frequencies, row, linewidth=0.8)
 ax.set(xlabel="frequency (Hz)", ylabel="weight (unit area: Slaney norm)",
-       title=f"{N_MELS} mel filters for n_fft = {N_FFT} at {SAMPLE_RATE} Hz: equally spaced in mel, not in Hz")
+       title=f"{N_MELS} mel filters for n_fft = {N_FFT} at {SAMPLE_RATE} Hz: equally spaced in (Slaney's) mel, "
+             "not in Hz")
 fig.tight_layout()
 fig.savefig(out / "2_mel_filterbank.png", dpi=110)
 print(f"saved {out / '2_mel_filterbank.png'}")
@@ -173,6 +178,10 @@ print(f"MFCC: dct_matrix({N_MFCC}, {N_MELS}) @ log_mel -> {mfcc.shape}; vs scipy
       f"max |difference| {np.abs(to_numpy(mfcc) - reference).max():.1e}; vs audio.mfcc(x, ...) in one call: "
       f"{float(abs(same - mfcc).max()):.1e}")
 print(f"deltas: add_deltas(mfcc, order=2) -> {with_deltas.shape} (c, delta c, delta-delta c, each {N_MFCC} rows)")
+mfcc_np = to_numpy(mfcc)
+print(f"c0 (the mean of the log-mel column, scaled: the loudness) runs {mfcc_np[0].min():.0f} to "
+      f"{mfcc_np[0].max():.0f}; c1..c{N_MFCC - 1} stay within +-{np.abs(mfcc_np[1:]).max():.0f}: "
+      "so the plot standardises each coefficient")
 
 # What 13 MFCCs keep: invert the (orthonormal) DCT from the first 13 coefficients alone.
 smooth = to_numpy(audio.dct_matrix(N_MFCC, N_MELS, device=device, dtype=mfcc.dtype).T @ mfcc)
@@ -181,33 +190,67 @@ print(f"the first {N_MFCC} of {N_MELS} cepstral coefficients rebuild the log-mel
       f"{np.sqrt(np.mean((to_numpy(log_mel) - smooth) ** 2)):.1f} dB RMS ({kept:.1%} of its variance): "
       "the envelope stays, the fine ripples go")
 
-panels = {
-    f"power spectrogram in dB ({power.shape[0]} frequencies)": audio.power_to_db(power).T,
-    f"log-mel ({N_MELS} bands)": log_mel.T,
-    f"log-mel rebuilt from {N_MFCC} MFCCs": smooth.T,
-    f"MFCC ({N_MFCC}), each coefficient standardised over time (c0, the loudness, dwarfs the rest)":
-        audio.normalize_utterance(mfcc).T,
-    f"MFCC + deltas + delta-deltas ({with_deltas.shape[0]}), standardised": audio.normalize_utterance(with_deltas).T,
-}
-path = plot.audio_panels(x, SAMPLE_RATE, panels, out / "3_features.png",
-                         title=f"{source}: each step (rows: frequency, mel band or coefficient; columns: frames)")
-print(f"saved {path}")
+# Axes in seconds and Hz: frame m is centred on sample m * HOP (center=True), FFT bin k is k * 31.25 Hz,
+# and mel band b is labelled with the frequency where its filter peaks (edges[b + 1]).
+def time_extent(n_frames):
+    return [-0.5 * HOP / SAMPLE_RATE, (n_frames - 0.5) * HOP / SAMPLE_RATE]
+
+
+def label_mel_axis(ax, n_mels=N_MELS):
+    bands = np.linspace(0, n_mels - 1, 5).round().astype(int)
+    ax.set_yticks(bands, [f"{edges[b + 1]:.0f}" for b in bands])
+    ax.set_ylabel("mel band peak (Hz)")
+
+
+bin_hz = SAMPLE_RATE / N_FFT
+panels = [  # (title, image (rows, frames), y extent, y label)
+    (f"power spectrogram in dB ({power.shape[0]} FFT bins)", audio.power_to_db(power), [-bin_hz / 2,
+     SAMPLE_RATE / 2 + bin_hz / 2], "frequency (Hz)"),
+    (f"log-mel in dB ({N_MELS} bands)", log_mel, None, "mel"),
+    (f"log-mel rebuilt from {N_MFCC} MFCCs", smooth, None, "mel"),
+    (f"MFCC ({N_MFCC}), each coefficient standardised over time", audio.normalize_utterance(mfcc), None,
+     "coefficient"),
+    (f"MFCC + deltas + delta-deltas ({with_deltas.shape[0]}), standardised", audio.normalize_utterance(with_deltas),
+     None, "coefficient"),
+]
+fig = Figure(figsize=(9, 2.2 * (1 + len(panels))), layout="constrained")
+axes = fig.subplots(1 + len(panels), 1, sharex=True)
+axes[0].plot(np.arange(len(waveform)) / SAMPLE_RATE, to_numpy(x), linewidth=0.6)
+axes[0].set(title="waveform", ylabel="amplitude")
+for ax, (name, image, y_extent, y_label) in zip(axes[1:], panels):
+    image = to_numpy(image)
+    y_extent = y_extent or [-0.5, image.shape[0] - 0.5]
+    shown = ax.imshow(image, origin="lower", aspect="auto", cmap="magma",
+                      extent=time_extent(image.shape[1]) + y_extent)
+    if y_label == "mel":
+        label_mel_axis(ax)
+    else:
+        ax.set_ylabel(y_label)
+        ax.locator_params(axis="y", integer=True)
+    ax.set_title(name)
+    fig.colorbar(shown, ax=ax)
+axes[-1].set_xlabel("time (s)")
+fig.suptitle(f"{source}: each step of the pipeline")
+fig.savefig(out / "3_features.png", dpi=110)
+print(f"saved {out / '3_features.png'}")
 
 
 # %% 6. Ten digits, and the pipeline on a whole batch
 if digits is not None:
     speaker = digits.speakers[index]
     picks = [int(np.flatnonzero((digits.targets == d) & (np.array(digits.speakers) == speaker))[0]) for d in range(10)]
-    fig = Figure(figsize=(15, 3.2))
-    for ax, i in zip(fig.subplots(1, 10), picks):
+    fig = Figure(figsize=(15, 3.4), layout="constrained")
+    for n, (ax, i) in enumerate(zip(fig.subplots(1, 10, sharey=True), picks)):
         features = audio.log_mel(to_device(digits.waveforms[i], device), SAMPLE_RATE, n_fft=N_FFT,
                                  hop_length=HOP, win_length=WIN, n_mels=N_MELS)
-        ax.imshow(to_numpy(features), origin="lower", aspect="auto", cmap="magma")
+        ax.imshow(to_numpy(features), origin="lower", aspect="auto", cmap="magma",
+                  extent=time_extent(features.shape[1]) + [-0.5, N_MELS - 0.5])
         ax.set_title(f"'{digits.targets[i]}'", fontsize=9)
-        ax.set_xlabel("frame", fontsize=7)
-        ax.set_yticks([])
+        ax.set_xlabel("time (s)", fontsize=7)
+        ax.tick_params(labelsize=7)
+        if n == 0:
+            label_mel_axis(ax)
     fig.suptitle(f"Log-mel spectrograms of the ten digits, speaker {speaker}: what a spoken-digit model reads")
-    fig.tight_layout()
     fig.savefig(out / "4_ten_digits_log_mel.png", dpi=110)
     print(f"\nsaved {out / '4_ten_digits_log_mel.png'}")
 
