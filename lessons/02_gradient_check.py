@@ -150,9 +150,10 @@ start = time.perf_counter()
 passed = gradcheck(tiny_network, [x, w1, w2], names=["x", "w1", "w2"])
 elements = x.numel() + w1.numel() + w2.numel()
 print(f"\ngradcheck(tanh(x @ w1) @ w2): {passed}, {elements} elements nudged, "
-      f"{2 * elements} forward passes, {time.perf_counter() - start:.3f} s")
+      f"{2 * elements} forward passes for the differences (2 per element), {time.perf_counter() - start:.3f} s")
 passed = gradcheck(tiny_network, [x, w1, w2], mode="random")
-print(f"gradcheck(..., mode='random'): {passed} (one random direction: 2 forward passes, for big inputs)")
+print(f"gradcheck(..., mode='random'): {passed} (one random direction: 2 forward passes for the difference, "
+      "whatever the size of the inputs)")
 
 
 # %% 4. Break an op on purpose and watch gradcheck name the element
@@ -184,9 +185,20 @@ except GradcheckError as report:
     print("gradcheck raised GradcheckError; its report:")
     print("   ", str(report).replace("\n", "\n    "))
 print("It names element (0, 2), the only negative entry: the one the broken backward gets wrong.")
+# Why -0.64 and not -1? gradcheck does not differentiate |x| itself but L = sum(v * |x|), with v drawn
+# once per output from numpy.random.default_rng(seed) (seed=0 by default: see minidl/gradcheck.py).
+# So dL/dx = v * sign(x) element by element, and the broken backward gives v * [x > 0].
+v_gradcheck = np.random.default_rng(0).standard_normal(values.shape)  # the v gradcheck drew
+x_np = values.numpy()
+print(f"gradcheck's v (standard normal, default_rng(0)):\n    {np.round(v_gradcheck, 6).tolist()}")
+print(f"v * sign(x), the true dL/dx:       {np.round(v_gradcheck * np.sign(x_np), 6).tolist()}")
+print(f"v * [x > 0], the broken backward:  {np.round(v_gradcheck * (x_np > 0), 6).tolist()}")
+print(f"At (0, 2): v = {v_gradcheck[0, 2]:.6f} and x = {x_np[0, 2]}, so numerical = v * sign(x) = "
+      f"{v_gradcheck[0, 2] * np.sign(x_np[0, 2]):.6f}, analytic = v * 0 = 0: the report's numbers.")
 print("gradcheck with the fixed backward:", gradcheck(lambda t: FixedAbs()(t), [values], names=["x"]))
 
-# The same comparison by hand, as a picture: d sum(|x|)/dx, element by element.
+# The same comparison by hand, as a picture: d sum(|x|)/dx, element by element. Here v = 1 everywhere,
+# so the bars are sign(x) (numerical) and [x > 0] (broken): -1 against 0 at the negative element.
 flat_values = values.detach()
 numerical = numerical_gradient(lambda t: BrokenAbs()(t).sum(), flat_values).reshape(-1)
 broken = values.detach().requires_grad_()
@@ -205,6 +217,8 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(out / "broken_abs_gradient.png", dpi=120)
 plt.close(fig)
+print(f"by hand with v = 1: numerical {numerical.round(6).tolist()}\n"
+      f"                    analytic  {analytic.tolist()}")
 print(f"saved {out / 'broken_abs_gradient.png'}")
 
 # %% 5. A NaN loss: anomaly mode names the op and the line that made it

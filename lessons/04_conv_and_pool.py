@@ -10,21 +10,23 @@ Written as seven nested loops it is the definition, and far too slow to train wi
 minidl computes it as im2col: copy every window into one column, then do one matrix
 product (see minidl/ops/conv.py). This lesson measures:
 
-1. the loops against im2col (``F.conv2d``): the same numbers, and how much faster;
+1. the loops against im2col (``F.conv2d``): the same numbers, and how much faster (the
+   printed ratio of median times: it depends on the machine and how busy it is);
 2. im2col itself on a 4x4 image, and the convolution as W @ cols;
 3. max and average pooling by loops against ``F.max_pool2d`` / ``F.avg_pool2d``, and
    where max pooling sends its gradient;
 4. gradcheck of convolution and pooling, and the gradient of a convolution written as
    another convolution (with the kernel flipped);
 5. hand-made filters (blur, sharpen, Sobel edges, Laplacian) applied to real CIFAR-10
-   images (synthetic ones, saying so, when CIFAR-10 is not found): what a conv layer's
-   first filters learn to look like.
+   images (synthetic ones, saying so, when CIFAR-10 is not found): the kind of feature a
+   conv layer's first filters compute (lesson 05 plots the ones it learns).
 
 Run:  python lessons/04_conv_and_pool.py [--device cuda] [--smoke] [--data DIR] [--out DIR]
 Then write im2col yourself:  python -m minidl.exercises check conv2d_im2col
 """
 
 # %% Setup: arguments, device, output folder
+import os
 import time
 from pathlib import Path
 
@@ -86,20 +88,40 @@ for x_shape, w_shape, stride, padding in [
     print(f"{str(x_shape):>16} {str(w_shape):>14} {stride:>6} {padding:>4} {np.abs(by_loops - by_im2col).max():>21.1e}")
 
 # The same numbers; now the time, on a CIFAR-sized batch with 16 filters (3x3, padding 1).
+# One call's time depends on what else the machine is doing, so each way runs once to warm up
+# (on a GPU: compile kernels, fill the memory pool) and then `calls` times; we keep the median.
+# On a CPU the matrix product runs in OpenBLAS, with one thread per core unless OPENBLAS_NUM_THREADS
+# says otherwise, so the line says which. Try OPENBLAS_NUM_THREADS=1 too: on a busy 2-core machine
+# the threads waited for each other and one thread was about 13x faster (lessons/README.md, results).
 x_shape, w_shape = ((2, 3, 8, 8), (4, 3, 3, 3)) if args.smoke else ((8, 3, 32, 32), (16, 3, 3, 3))
 x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
-began = time.perf_counter()
-by_loops = conv2d_loops(x, w, b, padding=1)
-loops_s = time.perf_counter() - began
 xd, wd, bd = on_device(x), on_device(w), on_device(b)
-F.conv2d(xd, wd, bd, padding=1)  # once to warm up (on a GPU: compile kernels, fill the memory pool)
-with common.Stopwatch(device) as clock:
-    by_im2col = F.conv2d(xd, wd, bd, padding=1)
+calls = 5
+
+
+def seconds_per_call(fn):
+    """The result of a warm-up call, and the median, fastest and slowest of `calls` timed calls."""
+    result = fn()
+    times = []
+    for _ in range(calls):
+        with common.Stopwatch(device) as clock:
+            fn()
+        times.append(clock.seconds)
+    return result, float(np.median(times)), min(times), max(times)
+
+
+by_loops, loops_s, loops_min, loops_max = seconds_per_call(lambda: conv2d_loops(x, w, b, padding=1))
+by_im2col, im2col_s, im2col_min, im2col_max = seconds_per_call(lambda: F.conv2d(xd, wd, bd, padding=1))
 multiply_adds = np.prod(by_loops.shape) * np.prod(w_shape[1:])
-print(f"\nx {x_shape}, W {w_shape}: {multiply_adds:,} multiply-adds")
-print(f"loops  {loops_s:8.3f} s   ({multiply_adds / loops_s / 1e6:8.2f} million multiply-adds per second)")
-print(f"im2col {clock.seconds:8.4f} s   ({multiply_adds / clock.seconds / 1e6:8.0f} million multiply-adds per second)"
-      f"   {loops_s / clock.seconds:,.0f}x faster, max difference {np.abs(by_loops - by_im2col.numpy()).max():.1e}")
+print(f"\nx {x_shape}, W {w_shape}: {multiply_adds:,} multiply-adds; median of {calls} calls after a warm-up "
+      f"(fastest-slowest) on {device}"
+      + (f", OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}" if device.type == "cpu" else ""))
+print(f"loops  {loops_s:8.3f} s ({loops_min:.3f}-{loops_max:.3f})     "
+      f"({multiply_adds / loops_s / 1e6:8.2f} million multiply-adds per second)")
+print(f"im2col {im2col_s:8.4f} s ({im2col_min:.4f}-{im2col_max:.4f})   "
+      f"({multiply_adds / im2col_s / 1e6:8.0f} million multiply-adds per second)")
+print(f"im2col is {loops_s / im2col_s:,.0f}x faster here (ratio of the medians; it depends on the machine, "
+      f"its load and the sizes), max difference {np.abs(by_loops - by_im2col.numpy()).max():.1e}")
 print(f"The loops spend {1e9 * loops_s / multiply_adds:.0f} ns per multiply-add on Python's bookkeeping (fetch, "
       "box, add, store);\none big matrix product does the same arithmetic in compiled, vectorised code.")
 
@@ -243,13 +265,16 @@ pooled = F.max_pool2d(edges, 2)  # (N, 1, 16, 16): "is there an edge in this 2x2
 
 print(f"gray {tuple(gray.shape)} -> conv2d with {tuple(bank.shape)} filters -> {tuple(responses.shape)}; "
       f"edge strength max-pooled 2x2 -> {tuple(pooled.shape)}")
-print(f"{'filter':<24} {'sum of weights':>14} {'mean |response|':>16}")
+flat = on_device(np.full((1, 1, 5, 5), 0.5))  # a flat gray patch: no change anywhere
+on_flat = F.conv2d(flat, bank).numpy()[0, :, 1, 1]  # each filter's response at the centre of the patch
+print(f"{'filter':<24} {'sum of weights':>14} {'mean response':>14} {'mean |response|':>16} {'on a flat 0.5':>14}")
+mean = responses.numpy().mean(axis=(0, 2, 3))
 mean_abs = np.abs(responses.numpy()).mean(axis=(0, 2, 3))
-for (name, kernel), value in zip(filters.items(), mean_abs):
-    print(f"{name:<24} {kernel.sum():>14.2f} {value:>16.3f}")
-print(f"{'(the gray image itself)':<24} {'':>14} {np.abs(gray.numpy()).mean():>16.3f}")
-print("Weights summing to 1 keep the brightness (blur, sharpen); weights summing to 0 answer only to\n"
-      "change (edges, Laplacian): on a flat patch their response is exactly 0.")
+for (name, kernel), value, magnitude, constant in zip(filters.items(), mean, mean_abs, on_flat):
+    print(f"{name:<24} {kernel.sum():>14.2f} {value:>14.3f} {magnitude:>16.3f} {constant + 0.0:>14.3g}")
+print(f"{'(the gray image itself)':<24} {'':>14} {gray.numpy().mean():>14.3f} {np.abs(gray.numpy()).mean():>16.3f}")
+print("Weights summing to 1 keep the brightness (mean response = the gray image's mean); weights summing\n"
+      "to 0 answer only to change (edges, Laplacian): on a flat patch their response is exactly 0.")
 
 
 def signed(v):
@@ -289,5 +314,6 @@ print(f"saved {out / 'hand_made_filters.png'}")
 
 # %% Measurements for the results table
 common.synchronize(device)
-print(f"\nlesson 04 | loops vs im2col max difference {np.abs(by_loops - by_im2col.numpy()).max():.1e} | wall time "
+print(f"\nlesson 04 | loops vs im2col max difference {np.abs(by_loops - by_im2col.numpy()).max():.1e}, "
+      f"im2col {loops_s / im2col_s:,.0f}x faster (median of {calls}) | wall time "
       f"{time.perf_counter() - lesson_start:.1f} s | peak memory {common.peak_memory(device)} | device {device}")
