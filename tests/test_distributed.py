@@ -1,7 +1,7 @@
 """minidl.distributed: the sampler and the loader's sampler= (no MPI), the group's argument checks,
 DistributedDataParallel's buckets and hooks on a stand-in group (in process), then real two-process
 runs under ``mpiexec -n 2`` (skipped, saying why, when mpi4py or mpiexec is missing): averaged
-gradients, identical parameters, the big-batch loss curve, a failing rank, lesson 13.
+gradients, identical parameters, the big-batch loss curve, a failing rank, lesson 15.
 
 The NCCL backend cannot run here (no GPU): its rendezvous and its calls into CuPy's NCCL are
 checked against stand-ins of MPI and of ``cupy.cuda.nccl``.
@@ -427,7 +427,7 @@ def test_a_rank_that_raises_fails_the_job_with_its_traceback(tmp_path):
 @pytest.mark.slow
 @pytest.mark.lessons
 @needs_mpi
-def test_lesson_13_smoke_run_on_two_processes(tmp_path):
-    code, output = mpiexec(REPO / "lessons" / "13_data_parallel.py", "--smoke", "--out", tmp_path / "out")
-    assert code == 0, f"lesson 13 on two processes failed ({code}):\n{output[-4000:]}"
+def test_lesson_15_smoke_run_on_two_processes(tmp_path):
+    code, output = mpiexec(REPO / "lessons" / "15_data_parallel.py", "--smoke", "--out", tmp_path / "out")
+    assert code == 0, f"lesson 15 on two processes failed ({code}):\n{output[-4000:]}"
     assert "2 processes" in output and "max |difference|" in output

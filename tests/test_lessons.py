@@ -1,7 +1,7 @@
 """Every lesson runs end to end: ``python lessons/NN_topic.py --smoke --out <tmp>`` exits 0.
 
 Lessons are found by their file names, so a new lesson is tested as soon as it exists.
-(Lesson 13 runs here as one process; its two-process smoke run, under ``mpiexec -n 2``, is in
+(Lesson 15 runs here as one process; its two-process smoke run, under ``mpiexec -n 2``, is in
 tests/test_distributed.py.)
 Deselect these (slower) runs with ``python -m pytest -m "not lessons"``.
 """

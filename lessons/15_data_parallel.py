@@ -1,4 +1,4 @@
-"""Lesson 13: data-parallel SGD. Two processes with batch 32 each take the steps of one with batch 64.
+"""Lesson 15: data-parallel SGD. Two processes with batch 32 each take the steps of one with batch 64.
 
 Data parallelism copies the whole model into every process (a "rank") and gives each rank a
 different shard of every batch. Why that trains the same model as one big batch: for a loss
@@ -24,8 +24,8 @@ What this lesson measures:
 2. the cost of the communication: seconds in the all-reduces against the whole step, and the
    bytes each rank sends per step (every gradient, once).
 
-Run:  mpiexec -n 2 python lessons/13_data_parallel.py [--smoke]   (two processes)
-      python lessons/13_data_parallel.py                        (one process: the reference)
+Run:  mpiexec -n 2 python lessons/15_data_parallel.py [--smoke]   (two processes)
+      python lessons/15_data_parallel.py                        (one process: the reference)
 Needs mpi4py for the group (pip install -e '.[distributed]'); without it, plain python runs
 the one-process reference alone. --device cuda uses NCCL (one GPU per rank).
 """
@@ -43,8 +43,8 @@ import minidl.nn.functional as F
 from minidl import datasets, nn, optim, plot
 from minidl.data import ArrayDataset, DataLoader
 
-flags = common.parser("Lesson 13: data-parallel SGD over MPI; R x batch 32 against 1 x batch 32R",
-                      epochs=20, batch_size=32, out="runs/13_data_parallel")
+flags = common.parser("Lesson 15: data-parallel SGD over MPI; R x batch 32 against 1 x batch 32R",
+                      epochs=20, batch_size=32, out="runs/15_data_parallel")
 flags.add_argument("--hidden", type=int, default=512, help="hidden units per layer (default: 512)")
 flags.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: 0.05; momentum 0.9)")
 args, _ = flags.parse_known_args()
@@ -155,11 +155,11 @@ if world > 1 and rank == 0:
               reference}
     print(f"saved {plot.lines(series, out / 'loss_curves.png', xlabel='step', ylabel='training loss', logy=True)}")
 elif world == 1:
-    say("one process: this is the reference curve; run `mpiexec -n 2 python lessons/13_data_parallel.py` "
+    say("one process: this is the reference curve; run `mpiexec -n 2 python lessons/15_data_parallel.py` "
         "to train on two and compare")
 
 # %% Measurements for the results table
-say(f"\nlesson 13 | {world} process(es) x batch {args.batch_size} | final loss {curve[-1]:.4f} | training "
+say(f"\nlesson 15 | {world} process(es) x batch {args.batch_size} | final loss {curve[-1]:.4f} | training "
     f"accuracy {accuracy:.1%} | wall time {time.perf_counter() - lesson_start:.1f} s | peak memory "
     f"{common.peak_memory(device)} | device {device}")
 if available:

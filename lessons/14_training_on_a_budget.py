@@ -1,4 +1,4 @@
-"""Lesson 12: training within a budget. What mixed precision, gradient accumulation, early
+"""Lesson 14: training within a budget. What mixed precision, gradient accumulation, early
 stopping and more augmentation cost and buy, measured side by side on CIFAR-10.
 
 Training is paid for in time and in memory, and four standard techniques trade them:
@@ -57,7 +57,7 @@ on top of crop and flip cost 3.4 points in this 4-epoch budget: a harder trainin
 epochs to pay off (try ``--epochs 20``; not measured here). Without augmentation, early stopping
 ended the run 5 epochs early and went back to the best validation epoch (13).
 
-Run:  python lessons/12_training_on_a_budget.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
+Run:  python lessons/14_training_on_a_budget.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
 Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
 """
 
@@ -76,7 +76,7 @@ from minidl import amp, optim  # noqa: E402
 from minidl.data import ArrayDataset, DataLoader, random_split  # noqa: E402
 from minidl.data import transforms as T  # noqa: E402
 
-p = common.parser("Lesson 12: training within a budget", epochs=4, batch_size=128, out="runs/12_training_on_a_budget")
+p = common.parser("Lesson 14: training within a budget", epochs=4, batch_size=128, out="runs/14_training_on_a_budget")
 p.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate (default: 2e-3)")
 p.add_argument("--train-size", type=int, default=10000, help="training images (default: 10000; 50000 = all)")
 p.add_argument("--test-size", type=int, default=2000, help="test images (default: 2000; 10000 = all)")
@@ -243,5 +243,5 @@ print("\n" + "\n".join(table))
 (out / "budget_table.txt").write_text("\n".join(table) + "\n")
 print(f"saved {out / 'budget_table.txt'}")
 common.synchronize(device)
-print(f"lesson 12 | {len(train_set):,} training images | wall time {time.perf_counter() - lesson_start:.0f} s | "
+print(f"lesson 14 | {len(train_set):,} training images | wall time {time.perf_counter() - lesson_start:.0f} s | "
       f"peak memory {common.peak_memory(device)} | device {device}")
