@@ -7,7 +7,8 @@ We take one small function, f(a, b) = tanh(a*b + b**2), and compute its gradient
 3. with central finite differences, (f(x + h) - f(x - h)) / 2h, which needs no calculus at all;
 4. for the second derivative, by running ``backward`` on a gradient (``create_graph=True``).
 
-Then we look at the graph minidl recorded, exported as Graphviz DOT text.
+Then we look at the graph minidl recorded: drawn as a picture (graph.png, with every value and
+gradient on it), and exported as Graphviz DOT text.
 
 Run it:   python lessons/01_autograd.py            (add --smoke for a quick run, --device cuda for a GPU)
 Open it:  the ``# %%`` markers make it a notebook in VS Code / Jupytext.
@@ -159,18 +160,31 @@ check("create_graph vs hand", d2f_da2.item(), hand_d2, 1e-12)
 check("second central difference vs hand", numeric_d2, hand_d2, 1e-6)
 print("  gradgradcheck(tanh(a*b + b**2)):", minidl.gradgradcheck(lambda a, b: minidl.tanh(a * b + b**2), small))
 
-# %% 7. The graph, as Graphviz DOT text
-# Boxes are ops, ovals are tensors (shaded: leaves that require grad). Paste the file into
-# any Graphviz viewer, or run:  dot -Tpng graph.dot -o graph.png
-# Export before backward(): backward frees the graph unless retain_graph=True.
+# %% 7. The graph, as a picture and as Graphviz DOT text
+# minidl.graph.draw saves the recorded graph as a PNG (matplotlib only): tensors are boxes
+# with their name, shape, value and gradient; ops are ellipses; arrows run input -> op ->
+# output, leaves on the left. Shaded blue: the leaves that require grad.
+# Non-leaf tensors keep no .grad unless asked (retain_grad()), so we ask, to see df/du,
+# df/dv and df/ds next to the values. backward frees the graph unless retain_graph=True,
+# and a freed graph can no longer be drawn.
 a = minidl.tensor(a_value, dtype=minidl.float64, device=device, requires_grad=True)
 b = minidl.tensor(b_value, dtype=minidl.float64, device=device, requires_grad=True)
 ab, bb = a * b, b**2
 s_t = ab + bb
 f = minidl.tanh(s_t)
-dot = minidl.to_dot(f, names={a: "a", b: "b", ab: "u = a*b", bb: "v = b**2", s_t: "s = u + v", f: "f = tanh(s)"})
+names = {a: "a", b: "b", ab: "u = a*b", bb: "v = b**2", s_t: "s = u + v", f: "f = tanh(s)"}
+for t in (ab, bb, s_t, f):
+    t.retain_grad()
+f.backward(retain_graph=True)
+picture = minidl.graph.draw(f, out / "graph.png", names=names, title="f = tanh(a*b + b**2): values and gradients")
+print(f"\n7. the graph with values and gradients: {picture}")
+print(f"  df/ds = {s_t.grad.item():+.6f} passes through Add unchanged to u and v; then "
+      f"df/da = df/du * b = {a.grad.item():+.6f} and df/db = df/du * a + df/dv * 2b = {b.grad.item():+.6f}")
+# The same graph as Graphviz DOT text: paste graph.dot into any Graphviz viewer, or run
+#     dot -Tpng graph.dot -o graph_dot.png
+dot = minidl.to_dot(f, names=names)
 (out / "graph.dot").write_text(dot)
-print(f"\n7. the graph has {dot.count('shape=box')} ops and {dot.count('shape=ellipse')} tensors; "
+print(f"  as DOT text: {dot.count('shape=box')} ops and {dot.count('shape=ellipse')} tensors; "
       f"written to {out / 'graph.dot'}")
 print("\n".join("  " + line for line in dot.splitlines()[:6]) + "\n  ...")
 
