@@ -153,3 +153,10 @@ def test_another_kinds_state_dict_is_refused():
 def test_rmsprop_rejects_bad_hyperparameters(kwargs, error, message):
     with pytest.raises(error, match=f"RMSprop: {message}"):
         RMSprop([Parameter(minidl.ones(1))], **kwargs)
+
+
+def test_an_rmsprop_state_dict_loaded_into_sgd_is_named_as_rmsprop():
+    w = minidl.zeros(2, requires_grad=True)
+    state = minidl.optim.RMSprop([w], lr=0.1, momentum=0.5).state_dict()
+    with pytest.raises(ValueError, match=r"it comes from RMSprop \(it has 'alpha'\)"):
+        minidl.optim.SGD([w], lr=0.1).load_state_dict(state)

@@ -217,6 +217,8 @@ def _kind_of(group: dict) -> str:
     """A guess at which optimizer saved a parameter group, from its hyper-parameters."""
     if "betas" in group:
         return "Adam or AdamW (it has 'betas')"
+    if "alpha" in group:
+        return "RMSprop (it has 'alpha')"
     if "momentum" in group:
         return "SGD (it has 'momentum')"
     return "another kind of optimizer"
