@@ -1,30 +1,33 @@
-"""Lesson 01: automatic differentiation, by hand and by machine.
+# %% [markdown]
+# # Lesson 01: automatic differentiation, by hand and by machine.
+#
+# We take one small function, f(a, b) = tanh(a*b + b**2), and compute its gradient four ways:
+#
+# 1. by hand, with the chain rule written out step by step;
+# 2. with minidl's `backward()` (reverse-mode autograd: the same chain rule, run by the machine);
+# 3. with central finite differences, (f(x + h) - f(x - h)) / 2h, which needs no calculus at all;
+# 4. for the second derivative, by running `backward` on a gradient (`create_graph=True`).
+#
+# Then we look at the graph minidl recorded: drawn as a picture (graph.png, with every value and
+# gradient on it), and exported as Graphviz DOT text.
+#
+# Run it:   python lessons/01_autograd.py            (add --smoke for a quick run, --device cuda for a GPU)
+# Open it:  the `# %%` markers make it a notebook in VS Code / Jupytext.
+# PyTorch:  every call here has the same name there (torch.tanh, .backward(), torch.autograd.grad).
 
-We take one small function, f(a, b) = tanh(a*b + b**2), and compute its gradient four ways:
+# %% [markdown]
+# ## Setup
 
-1. by hand, with the chain rule written out step by step;
-2. with minidl's ``backward()`` (reverse-mode autograd: the same chain rule, run by the machine);
-3. with central finite differences, (f(x + h) - f(x - h)) / 2h, which needs no calculus at all;
-4. for the second derivative, by running ``backward`` on a gradient (``create_graph=True``).
-
-Then we look at the graph minidl recorded: drawn as a picture (graph.png, with every value and
-gradient on it), and exported as Graphviz DOT text.
-
-Run it:   python lessons/01_autograd.py            (add --smoke for a quick run, --device cuda for a GPU)
-Open it:  the ``# %%`` markers make it a notebook in VS Code / Jupytext.
-PyTorch:  every call here has the same name there (torch.tanh, .backward(), torch.autograd.grad).
-"""
-
-# %% Setup
-import argparse
+# %%
 import math
 from pathlib import Path
 
 import numpy as np
 
+import common  # lessons/common.py: a parser that also works in a notebook, inline figures
 import minidl
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser = common.LessonParser(description="Lesson 01: automatic differentiation, by hand and by machine.")
 parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 parser.add_argument("--smoke", action="store_true", help="a quick run (fewer points and step sizes)")
 parser.add_argument("--out", default="runs/01_autograd", help="folder for the graph file")
@@ -45,7 +48,9 @@ def check(what, ours, reference, tolerance):
     assert error <= tolerance, f"{what}: {ours} and {reference} differ by {error} (allowed {tolerance})"
 
 
-# %% 1. The function, one small step at a time
+# %% [markdown]
+# ## 1. The function, one small step at a time
+#
 # f(a, b) = tanh(a*b + b**2) is a chain of four elementary ops. Naming each intermediate
 # value is what an autograd engine does internally (each op becomes a node of a graph):
 #
@@ -53,6 +58,8 @@ def check(what, ours, reference, tolerance):
 #     v = b ** 2         (PowScalar)
 #     s = u + v          (Add)
 #     f = tanh(s)        (Tanh)
+
+# %%
 a_value, b_value = 0.5, -1.2
 
 u = a_value * b_value
@@ -61,7 +68,9 @@ s = u + v
 f_value = math.tanh(s)
 print(f"\n1. f(a={a_value}, b={b_value}) = tanh({u:.3f} + {v:.3f}) = {f_value:.6f}")
 
-# %% 2. The gradient by hand: the chain rule
+# %% [markdown]
+# ## 2. The gradient by hand: the chain rule
+#
 # Each op knows only its own local derivative:
 #
 #     df/ds = 1 - tanh(s)**2 = 1 - f**2      (Tanh)
@@ -78,16 +87,22 @@ print(f"\n1. f(a={a_value}, b={b_value}) = tanh({u:.3f} + {v:.3f}) = {f_value:.6
 # b reaches f along two paths (through u and through v), so its two contributions add.
 # Backpropagation computes exactly these products, starting at f and walking backwards:
 # it reuses df/ds for both paths instead of recomputing it.
+
+# %%
 df_ds = 1 - f_value**2
 hand_da = df_ds * b_value
 hand_db = df_ds * (a_value + 2 * b_value)
 print(f"\n2. by hand:   df/da = {hand_da:+.12f}   df/db = {hand_db:+.12f}")
 
-# %% 3. The gradient by backward()
+# %% [markdown]
+# ## 3. The gradient by backward()
+#
 # minidl records the graph while f is computed (define-by-run). backward() then visits the
 # ops in reverse order and calls each op's backward (its local derivative times the
 # gradient flowing in), adding into .grad of every leaf that has requires_grad=True.
 # float64 keeps rounding errors far below the differences we want to see.
+
+# %%
 a = minidl.tensor(a_value, dtype=minidl.float64, device=device, requires_grad=True)
 b = minidl.tensor(b_value, dtype=minidl.float64, device=device, requires_grad=True)
 f = minidl.tanh(a * b + b**2)
@@ -97,13 +112,17 @@ check("df/da", a.grad.item(), hand_da, 1e-12)
 check("df/db", b.grad.item(), hand_db, 1e-12)
 
 
-# %% 4. The gradient by finite differences
+# %% [markdown]
+# ## 4. The gradient by finite differences
+#
 # No calculus: nudge one input by a small h both ways and measure the slope,
 #     df/da ~ (f(a + h, b) - f(a - h, b)) / (2 h).
 # The central difference has an error that shrinks like h**2 (a one-sided difference only
 # like h), but rounding adds an error of about machine-epsilon * |f| / h, which GROWS as h
 # shrinks. The table shows both: the best h in float64 is near 1e-5 to 1e-6.
 # This is exactly what minidl.gradcheck does, element by element (see lesson 02).
+
+# %%
 def f_of(a_number, b_number):
     with minidl.no_grad():  # plain evaluation: no graph needed
         x = minidl.tensor(a_number, dtype=minidl.float64, device=device)
@@ -123,9 +142,13 @@ numeric_db = (f_of(a_value, b_value + h) - f_of(a_value, b_value - h)) / (2 * h)
 check("df/da by central difference (h = 1e-6)", numeric_da, hand_da, 1e-8)
 check("df/db by central difference (h = 1e-6)", numeric_db, hand_db, 1e-8)
 
-# %% 5. The same on whole arrays, checked by minidl.gradcheck
+# %% [markdown]
+# ## 5. The same on whole arrays, checked by minidl.gradcheck
+#
 # Ops work elementwise on arrays, and the gradient of sum(f) is the array of df/da_i.
 # gradcheck compares backward() with central differences for every element, in float64.
+
+# %%
 n = 4 if args.smoke else 1000
 a_vec = minidl.randn(n, dtype=minidl.float64, device=device, requires_grad=True)
 b_vec = minidl.randn(n, dtype=minidl.float64, device=device, requires_grad=True)
@@ -141,12 +164,16 @@ assert worst < 1e-12
 small = [minidl.tensor(t.numpy()[:4], device=device, requires_grad=True) for t in (a_vec, b_vec)]
 print("  gradcheck(tanh(a*b + b**2)) on 4 points:", minidl.gradcheck(lambda a, b: minidl.tanh(a * b + b**2), small))
 
-# %% 6. A second derivative with create_graph=True
+# %% [markdown]
+# ## 6. A second derivative with create_graph=True
+#
 # Each op's backward is itself written with minidl ops. With create_graph=True, backward
 # records those ops too, so the gradient is a tensor with its own graph, and we can
 # differentiate it again. By hand, from df/da = (1 - f**2) * b:
 #
 #     d2f/da2 = d/da[(1 - f**2) * b] = -2 f * (df/da) * b = -2 f (1 - f**2) b**2
+
+# %%
 a = minidl.tensor(a_value, dtype=minidl.float64, device=device, requires_grad=True)
 b = minidl.tensor(b_value, dtype=minidl.float64, device=device, requires_grad=True)
 f = minidl.tanh(a * b + b**2)
@@ -160,13 +187,17 @@ check("create_graph vs hand", d2f_da2.item(), hand_d2, 1e-12)
 check("second central difference vs hand", numeric_d2, hand_d2, 1e-6)
 print("  gradgradcheck(tanh(a*b + b**2)):", minidl.gradgradcheck(lambda a, b: minidl.tanh(a * b + b**2), small))
 
-# %% 7. The graph, as a picture and as Graphviz DOT text
+# %% [markdown]
+# ## 7. The graph, as a picture and as Graphviz DOT text
+#
 # minidl.graph.draw saves the recorded graph as a PNG (matplotlib only): tensors are boxes
 # with their name, shape, value and gradient; ops are ellipses; arrows run input -> op ->
 # output, leaves on the left. Shaded blue: the leaves that require grad.
 # Non-leaf tensors keep no .grad unless asked (retain_grad()), so we ask, to see df/du,
 # df/dv and df/ds next to the values. backward frees the graph unless retain_graph=True,
 # and a freed graph can no longer be drawn.
+
+# %%
 a = minidl.tensor(a_value, dtype=minidl.float64, device=device, requires_grad=True)
 b = minidl.tensor(b_value, dtype=minidl.float64, device=device, requires_grad=True)
 ab, bb = a * b, b**2
@@ -177,7 +208,7 @@ for t in (ab, bb, s_t, f):
     t.retain_grad()
 f.backward(retain_graph=True)
 picture = minidl.graph.draw(f, out / "graph.png", names=names, title="f = tanh(a*b + b**2): values and gradients")
-print(f"\n7. the graph with values and gradients: {picture}")
+print(f"\n7. the graph with values and gradients: {common.show(picture)}")
 print(f"  df/ds = {s_t.grad.item():+.6f} passes through Add unchanged to u and v; then "
       f"df/da = df/du * b = {a.grad.item():+.6f} and df/db = df/du * a + df/dv * 2b = {b.grad.item():+.6f}")
 # The same graph as Graphviz DOT text: paste graph.dot into any Graphviz viewer, or run
@@ -188,8 +219,12 @@ print(f"  as DOT text: {dot.count('shape=box')} ops and {dot.count('shape=ellips
       f"written to {out / 'graph.dot'}")
 print("\n".join("  " + line for line in dot.splitlines()[:6]) + "\n  ...")
 
-# %% What to try next
+# %% [markdown]
+# ## What to try next
+#
 # - Change f (e.g. add exp(a) or a / b), redo part 2 by hand, and let parts 3 and 4 check you.
 # - In part 4, switch to float32 (dtype=minidl.float32): where is the best h now, and why?
 # - Lesson 02 breaks an op's backward on purpose and watches gradcheck point at the element.
+
+# %%
 print("\ndone: hand, backward() and finite differences agree.")

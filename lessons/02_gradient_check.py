@@ -1,34 +1,38 @@
-"""Lesson 02: gradient checking. Is the backward you wrote the derivative of the forward?
+# %% [markdown]
+# # Lesson 02: gradient checking. Is the backward you wrote the derivative of the forward?
+#
+# A backward pass can be wrong and still train a little, so "the loss went down" proves
+# nothing. The derivative has a definition we can compute without any calculus,
+#
+#     f'(x) = lim_{eps -> 0} (f(x + eps) - f(x - eps)) / (2 eps),
+#
+# and comparing it with the backward catches almost every bug. This lesson measures:
+#
+# 1. the error of forward and central differences as eps shrinks, in float32 and float64
+#    (why gradient checks use central differences and float64);
+# 2. absolute versus relative error (why a check needs both, like gradcheck's atol + rtol);
+# 3. a passing `minidl.gradcheck` on a small network;
+# 4. an op with a deliberately wrong backward, and gradcheck's report naming the element;
+# 5. a NaN loss, and anomaly mode naming the op and the line behind it.
+#
+# Run:  python lessons/02_gradient_check.py [--device cuda] [--smoke] [--out DIR] [--seed N]
+# Then try the exercises:  python -m minidl.exercises --list
 
-A backward pass can be wrong and still train a little, so "the loss went down" proves
-nothing. The derivative has a definition we can compute without any calculus,
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-    f'(x) = lim_{eps -> 0} (f(x + eps) - f(x - eps)) / (2 eps),
-
-and comparing it with the backward catches almost every bug. This lesson measures:
-
-1. the error of forward and central differences as eps shrinks, in float32 and float64
-   (why gradient checks use central differences and float64);
-2. absolute versus relative error (why a check needs both, like gradcheck's atol + rtol);
-3. a passing ``minidl.gradcheck`` on a small network;
-4. an op with a deliberately wrong backward, and gradcheck's report naming the element;
-5. a NaN loss, and anomaly mode naming the op and the line behind it.
-
-Run:  python lessons/02_gradient_check.py [--device cuda] [--smoke] [--out DIR] [--seed N]
-Then try the exercises:  python -m minidl.exercises --list
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # write image files; no window needed
+import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
+
+common.use_agg_unless_notebook()  # Agg (image files, no window) in a script; inline figures in a notebook
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 import minidl  # noqa: E402
 from minidl import Function, GradcheckError, gradcheck  # noqa: E402
 
@@ -42,13 +46,17 @@ def on_device(values, dtype=np.float64, requires_grad=False):
     return minidl.tensor(np.asarray(values), dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-# %% 1. Finite differences: forward vs central, float32 vs float64
+# %% [markdown]
+# ## 1. Finite differences: forward vs central, float32 vs float64
+#
 # f(x) = tanh(x), whose derivative we know exactly: f'(x) = 1 - tanh(x)**2.
 # forward difference  (f(x + eps) - f(x)) / eps            error ~ eps * f''/2      (truncation)
 # central difference  (f(x + eps) - f(x - eps)) / (2 eps)  error ~ eps**2 * f'''/6  (the eps terms cancel)
 # Both also suffer rounding: f is stored with relative precision u (machine epsilon),
 # so the difference of two nearby values is off by about u * |f| / eps, which GROWS as eps shrinks.
 # (Below eps ~ 1e-8 in float32, x + eps rounds back to x: the difference is 0, the error the whole derivative.)
+
+# %%
 x0 = 0.5
 exact = 1 - np.tanh(x0) ** 2
 steps = np.logspace(-12, -0.5, 12 if args.smoke else 46)
@@ -88,12 +96,16 @@ ax.grid(True, which="major", alpha=0.3)
 fig.tight_layout()
 fig.savefig(out / "finite_difference_error.png", dpi=120)
 plt.close(fig)
-print(f"saved {out / 'finite_difference_error.png'}")
+print(f"saved {common.show(out / 'finite_difference_error.png')}")
 
 
-# %% 2. The numerical gradient of a whole function, and absolute vs relative error
+# %% [markdown]
+# ## 2. The numerical gradient of a whole function, and absolute vs relative error
+#
 # For a scalar L(x) with many inputs, nudge one element at a time:
 #     dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
+
+# %%
 def numerical_gradient(loss, x, eps=1e-6):
     """Central differences, element by element (x a float64 Tensor; loss returns a scalar Tensor)."""
     grad = np.zeros(x.shape)
@@ -135,9 +147,13 @@ print("gradcheck accepts an element when |analytic - numerical| <= atol + rtol *
 print("(atol = 1e-5 covers gradients near zero, where a relative error means nothing).")
 
 
-# %% 3. minidl.gradcheck on a small network: it passes
+# %% [markdown]
+# ## 3. minidl.gradcheck on a small network: it passes
+#
 # gradcheck does what numerical_gradient does, for every input that requires grad, on
 # L = sum(v * output) with a random v (so a wrong Jacobian cannot hide), in float64.
+
+# %%
 def tiny_network(x, w1, w2):
     return minidl.tanh(x @ w1) @ w2
 
@@ -156,7 +172,10 @@ print(f"gradcheck(..., mode='random'): {passed} (one random direction: 2 forward
       "whatever the size of the inputs)")
 
 
-# %% 4. Break an op on purpose and watch gradcheck name the element
+# %% [markdown]
+# ## 4. Break an op on purpose and watch gradcheck name the element
+
+# %%
 class BrokenAbs(Function):
     """y = |x|;  dy/dx = sign(x). The backward below forgets the negative side: it uses
     [x > 0] (1 or 0) instead of sign(x) (1 or -1), so only negative elements are wrong."""
@@ -219,9 +238,11 @@ fig.savefig(out / "broken_abs_gradient.png", dpi=120)
 plt.close(fig)
 print(f"by hand with v = 1: numerical {numerical.round(6).tolist()}\n"
       f"                    analytic  {analytic.tolist()}")
-print(f"saved {out / 'broken_abs_gradient.png'}")
+print(f"saved {common.show(out / 'broken_abs_gradient.png')}")
 
-# %% 5. A NaN loss: anomaly mode names the op and the line that made it
+# %% [markdown]
+# ## 5. A NaN loss: anomaly mode names the op and the line that made it
+#
 # gradcheck asks whether a backward is the derivative of its forward. Another bug is a forward
 # that is right on paper but breaks in floating point: softmax(z) underflows to exactly 0 for
 # a logit far below the others (exp(-120) is below float32's smallest number), log(0) = -inf,
@@ -229,6 +250,8 @@ print(f"saved {out / 'broken_abs_gradient.png'}")
 # neither says where. minidl.autograd.detect_anomaly() makes every op remember the line that
 # called it and checks every gradient as backward makes it: the first op whose backward returns
 # NaN or inf is named, with that line (PyTorch's torch.autograd.detect_anomaly does the same).
+
+# %%
 logits = on_device([[0.0, 120.0]], dtype=np.float32, requires_grad=True)  # confident, and wrong
 target = on_device([[1.0, 0.0]], dtype=np.float32)  # the true class is 0
 with np.errstate(divide="ignore", invalid="ignore"):
@@ -250,5 +273,8 @@ loss = -(logits.log_softmax(dim=-1) * target).sum()
 loss.backward()
 print(f"With log_softmax: loss = {loss.item():.1f}, dL/dz = {logits.grad.tolist()} (finite: softmax(z) - target)")
 
-# %% Next
+# %% [markdown]
+# ## Next
+
+# %%
 print("\nNow write some backwards yourself: python -m minidl.exercises --list")

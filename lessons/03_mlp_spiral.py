@@ -1,25 +1,28 @@
-"""Lesson 03: a multi-layer perceptron on the spiral set, and three ways to descend.
+# %% [markdown]
+# # Lesson 03: a multi-layer perceptron on the spiral set, and three ways to descend.
+#
+# Three arms of points wind around the centre, one arm per class. No straight line
+# separates them, so a linear classifier gets far fewer of them right than a network does
+# (it prints its training accuracy next to chance, 1/3, and the networks'); two hidden
+# layers of ReLU units bend the decision boundary around the arms. This lesson measures:
+#
+# 1. softmax cross-entropy written out by hand against `F.cross_entropy`, value and
+#    gradient ((softmax - onehot) / N, the gradient every classifier starts from);
+# 2. a linear classifier (no hidden layer) as the baseline it beats;
+# 3. the same network from the same initial weights trained three times, with plain SGD,
+#    SGD with momentum and Adam: their loss curves in one plot, their accuracies;
+# 4. the decision boundary each one learned (the class it predicts at every point of the
+#    plane), with the training points on top.
+#
+# The goal: more than 95 % training accuracy. Training accuracy is all we ask here: the
+# spiral is a toy for watching optimisation, not generalisation (that starts in lesson 05).
+#
+# Run:  python lessons/03_mlp_spiral.py [--device cuda] [--smoke] [--epochs N] [--out DIR]
 
-Three arms of points wind around the centre, one arm per class. No straight line
-separates them, so a linear classifier gets far fewer of them right than a network does
-(it prints its training accuracy next to chance, 1/3, and the networks'); two hidden
-layers of ReLU units bend the decision boundary around the arms. This lesson measures:
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-1. softmax cross-entropy written out by hand against ``F.cross_entropy``, value and
-   gradient ((softmax - onehot) / N, the gradient every classifier starts from);
-2. a linear classifier (no hidden layer) as the baseline it beats;
-3. the same network from the same initial weights trained three times, with plain SGD,
-   SGD with momentum and Adam: their loss curves in one plot, their accuracies;
-4. the decision boundary each one learned (the class it predicts at every point of the
-   plane), with the training points on top.
-
-The goal: more than 95 % training accuracy. Training accuracy is all we ask here: the
-spiral is a toy for watching optimisation, not generalisation (that starts in lesson 05).
-
-Run:  python lessons/03_mlp_spiral.py [--device cuda] [--smoke] [--epochs N] [--out DIR]
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
@@ -44,7 +47,10 @@ device = common.setup(args)  # seeds, checks the device, makes --out
 out = Path(args.out)
 lesson_start = time.perf_counter()
 
-# %% 1. The data: 3 spiral arms of 100 points (CS231n's toy set)
+# %% [markdown]
+# ## 1. The data: 3 spiral arms of 100 points (CS231n's toy set)
+
+# %%
 classes = 3
 X, y = datasets.spiral(20 if args.smoke else 100, classes=classes, noise=0.2, seed=args.seed)
 print(f"\nspiral: X {X.shape} {X.dtype}, y {y.shape} {y.dtype}, {classes} classes, "
@@ -53,13 +59,17 @@ inputs = minidl.tensor(X, device=device)  # the whole set, for measuring
 targets = minidl.tensor(y, device=device)
 
 
-# %% 2. Softmax cross-entropy, written out
+# %% [markdown]
+# ## 2. Softmax cross-entropy, written out
+#
 # A network gives each class a score (a "logit") z_k. Softmax turns scores into probabilities
 #     p_k = exp(z_k) / sum_j exp(z_j)
 # and the loss is the mean negative log-probability of the true class t:
 #     L = -(1/N) sum_n log p[n, t_n] = (1/N) sum_n (logsumexp(z[n]) - z[n, t_n]).
 # Its gradient is the simplest in deep learning: dL/dz = (p - onehot(t)) / N.
 # (logsumexp is computed as m + log sum exp(z - m) with m = max z: exp never overflows.)
+
+# %%
 def cross_entropy_by_hand(logits, onehot):
     shifted = logits - logits.amax(dim=1, keepdim=True).detach()  # the max only guards exp
     log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
@@ -88,7 +98,10 @@ print(f"(uniform guessing scores log({classes}) = {np.log(classes):.4f}: about w
       "as section 4 prints)")
 
 
-# %% 3. The models, and one training loop for every optimizer
+# %% [markdown]
+# ## 3. The models, and one training loop for every optimizer
+
+# %%
 def mlp():
     """2 -> hidden -> hidden -> 3, ReLU between: two hidden layers (section 4 prints the weight count)."""
     return nn.Sequential(
@@ -129,13 +142,17 @@ print(f"\nlinear classifier (no hidden layer), Adam, {args.epochs} epochs: "
       f"training accuracy {linear_accuracy:.1%} (chance: {1 / classes:.0%})")
 
 
-# %% 4. Same network, same start, three optimizers
+# %% [markdown]
+# ## 4. Same network, same start, three optimizers
+#
 # SGD:       p <- p - lr * g
 # momentum:  b <- 0.9 b + g;  p <- p - lr * b   (a ball rolling downhill: steady directions add up,
 #            zig-zags cancel; the step along a steady direction grows to lr / (1 - 0.9) = 10 lr)
 # Adam:      m, v <- running means of g and g**2;  p <- p - lr * m / (sqrt(v) + eps)
 #            (each weight gets its own step size, about lr whatever the scale of its gradient)
 # Each gets the learning rate that suits it (tuned by hand once, not searched per run).
+
+# %%
 reference = mlp()
 start = reference.state_dict()  # the shared initial weights
 with minidl.no_grad():
@@ -171,10 +188,13 @@ print("The race is the 'epochs to loss < 0.3' column: momentum adds up its steps
 
 path = plot.lines(histories, out / "loss_curves.png", xlabel="epoch", ylabel="mean training loss (log scale)",
                   title="Spiral MLP: one start, three optimizers", logy=True)
-print(f"saved {path}")
+print(f"saved {common.show(path)}")
 
 
-# %% 5. Decision boundaries: the class predicted at every point of the plane
+# %% [markdown]
+# ## 5. Decision boundaries: the class predicted at every point of the plane
+
+# %%
 def predicted_classes(model, grid_points):
     with minidl.no_grad():
         return model(minidl.tensor(grid_points, device=device)).argmax(dim=1).numpy()
@@ -199,9 +219,12 @@ for ax, (name, model) in zip(fig.subplots(1, len(panels)), panels.items()):
 fig.suptitle("Decision boundaries on the spiral set")
 fig.tight_layout()
 fig.savefig(out / "decision_boundaries.png", dpi=110)
-print(f"saved {out / 'decision_boundaries.png'}")
+print(f"saved {common.show(out / 'decision_boundaries.png')}")
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 common.synchronize(device)
 print(f"\nlesson 03 | best training accuracy {best_accuracy:.1%} ({best_name}) | wall time "
       f"{time.perf_counter() - lesson_start:.1f} s | peak memory {common.peak_memory(device)} | device {device}")

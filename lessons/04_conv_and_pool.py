@@ -1,31 +1,34 @@
-"""Lesson 04: convolution and pooling from scratch, and what a filter does to an image.
+# %% [markdown]
+# # Lesson 04: convolution and pooling from scratch, and what a filter does to an image.
+#
+# A convolution slides a small kernel over the image and takes a weighted sum at every
+# position (deep learning's "convolution" is, strictly, cross-correlation: the kernel is
+# not flipped; PyTorch's is the same):
+#
+#     y[n, o, p, q] = b[o] + sum_(c, i, j) W[o, c, i, j] * x_pad[n, c, p*s + i, q*s + j]
+#
+# Written as seven nested loops it is the definition, and far too slow to train with.
+# minidl computes it as im2col: copy every window into one column, then do one matrix
+# product (see minidl/ops/conv.py). This lesson measures:
+#
+# 1. the loops against im2col (`F.conv2d`): the same numbers, and how much faster (the
+#    printed ratio of median times: it depends on the machine and how busy it is);
+# 2. im2col itself on a 4x4 image, and the convolution as W @ cols;
+# 3. max and average pooling by loops against `F.max_pool2d` / `F.avg_pool2d`, and
+#    where max pooling sends its gradient;
+# 4. gradcheck of convolution and pooling, and the gradient of a convolution written as
+#    another convolution (with the kernel flipped);
+# 5. hand-made filters (blur, sharpen, Sobel edges, Laplacian) applied to real CIFAR-10
+#    images (synthetic ones, saying so, when CIFAR-10 is not found): the kind of feature a
+#    conv layer's first filters compute (lesson 05 plots the ones it learns).
+#
+# Run:  python lessons/04_conv_and_pool.py [--device cuda] [--smoke] [--data DIR] [--out DIR]
+# Then write im2col yourself:  python -m minidl.exercises check conv2d_im2col
 
-A convolution slides a small kernel over the image and takes a weighted sum at every
-position (deep learning's "convolution" is, strictly, cross-correlation: the kernel is
-not flipped; PyTorch's is the same):
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-    y[n, o, p, q] = b[o] + sum_(c, i, j) W[o, c, i, j] * x_pad[n, c, p*s + i, q*s + j]
-
-Written as seven nested loops it is the definition, and far too slow to train with.
-minidl computes it as im2col: copy every window into one column, then do one matrix
-product (see minidl/ops/conv.py). This lesson measures:
-
-1. the loops against im2col (``F.conv2d``): the same numbers, and how much faster (the
-   printed ratio of median times: it depends on the machine and how busy it is);
-2. im2col itself on a 4x4 image, and the convolution as W @ cols;
-3. max and average pooling by loops against ``F.max_pool2d`` / ``F.avg_pool2d``, and
-   where max pooling sends its gradient;
-4. gradcheck of convolution and pooling, and the gradient of a convolution written as
-   another convolution (with the kernel flipped);
-5. hand-made filters (blur, sharpen, Sobel edges, Laplacian) applied to real CIFAR-10
-   images (synthetic ones, saying so, when CIFAR-10 is not found): the kind of feature a
-   conv layer's first filters compute (lesson 05 plots the ones it learns).
-
-Run:  python lessons/04_conv_and_pool.py [--device cuda] [--smoke] [--data DIR] [--out DIR]
-Then write im2col yourself:  python -m minidl.exercises check conv2d_im2col
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import os
 import time
 from pathlib import Path
@@ -50,7 +53,10 @@ def on_device(values, requires_grad=False):
     return minidl.tensor(np.asarray(values), dtype=np.float64, device=device, requires_grad=requires_grad)
 
 
-# %% 1. Convolution by loops: the definition, one multiply-add at a time
+# %% [markdown]
+# ## 1. Convolution by loops: the definition, one multiply-add at a time
+
+# %%
 def conv2d_loops(x, weight, bias, stride=1, padding=0):
     """y[n, o, p, q] = b[o] + sum_(c, i, j) W[o, c, i, j] * x_pad[n, c, p*stride + i, q*stride + j]
     on numpy arrays: x (N, C, H, W), weight (O, C, KH, KW), bias (O,)."""
@@ -126,10 +132,14 @@ print(f"The loops spend {1e9 * loops_s / multiply_adds:.0f} ns per multiply-add 
       "box, add, store);\none big matrix product does the same arithmetic in compiled, vectorised code.")
 
 
-# %% 2. im2col: every window becomes a column
+# %% [markdown]
+# ## 2. im2col: every window becomes a column
+#
 # For a 4x4 image and a 3x3 kernel there are 2x2 = 4 windows; cols[:, l] is window l,
 # read row by row. Then the convolution of every window at once is one matrix product:
 #     y = W.reshape(O, C*KH*KW) @ cols      (O, 4), reshaped to (O, 2, 2).
+
+# %%
 image = on_device(np.arange(16.0).reshape(1, 1, 4, 4))
 cols = F.unfold(image, kernel_size=3)  # PyTorch's name for im2col: (N, C*KH*KW, windows)
 print(f"\nimage (1, 1, 4, 4):\n{image.numpy()[0, 0]}")
@@ -141,7 +151,10 @@ print("Every pixel is copied once per window it lies in (here the 4 centre pixel
       "im2col trades memory (KH*KW copies) for speed (one matmul).")
 
 
-# %% 3. Pooling by loops vs the library
+# %% [markdown]
+# ## 3. Pooling by loops vs the library
+
+# %%
 def pool2d_loops(x, kernel, stride, reduce):
     """y[n, c, p, q] = reduce(x[n, c, p*stride : p*stride + kernel, q*stride : q*stride + kernel])."""
     batch, channels, height, width = x.shape
@@ -173,7 +186,10 @@ print(f"\nx (4x4), max-pooled 2x2 -> 2x2:\n{x.numpy()[0, 0].astype(int)}")
 print(f"d sum(max_pool2d(x)) / dx: 1 at each window's maximum, 0 elsewhere:\n{x.grad.numpy()[0, 0].astype(int)}")
 
 
-# %% 4. Gradient checks, and the gradient of a convolution is a convolution
+# %% [markdown]
+# ## 4. Gradient checks, and the gradient of a convolution is a convolution
+
+# %%
 def check(label, fn, inputs, names):
     began = time.perf_counter()
     passed = gradcheck(fn, inputs, names=names)
@@ -209,7 +225,10 @@ print(f"max |dL/dx from backward - conv2d(dL/dy, flipped W, padding 2)| = "
       f"{np.abs(x.grad.numpy() - as_convolution.numpy()).max():.1e}")
 
 
-# %% 5. Hand-made filters on real images
+# %% [markdown]
+# ## 5. Hand-made filters on real images
+
+# %%
 def load_images(count):
     """``count`` CIFAR-10 test images (one per class, in order) as floats (N, 3, 32, 32) in [0, 1],
     with their class names; synthetic shapes when CIFAR-10 is not found."""
@@ -298,7 +317,7 @@ path = plot.image_grid(grid.reshape(-1, 3, 32, 32), out / "filters_on_images.png
                        titles=[name if k == 0 else titles[k] if row == 0 else ""
                                for row, name in enumerate(names) for k in range(len(panels))],
                        title="Hand-made 3x3 filters applied to the gray image")
-print(f"saved {path}")
+print(f"saved {common.show(path)}")
 # The kernels themselves, with their numbers: red positive, blue negative.
 fig = Figure(figsize=(2.1 * len(filters), 2.5))
 for ax, (name, kernel) in zip(fig.subplots(1, len(filters)), filters.items()):
@@ -310,9 +329,12 @@ for ax, (name, kernel) in zip(fig.subplots(1, len(filters)), filters.items()):
     ax.axis("off")
 fig.suptitle("The six 3x3 kernels")
 fig.savefig(out / "hand_made_filters.png", dpi=110, bbox_inches="tight")
-print(f"saved {out / 'hand_made_filters.png'}")
+print(f"saved {common.show(out / 'hand_made_filters.png')}")
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 common.synchronize(device)
 print(f"\nlesson 04 | loops vs im2col max difference {np.abs(by_loops - by_im2col.numpy()).max():.1e}, "
       f"im2col {loops_s / im2col_s:,.0f}x faster (median of {calls}) | wall time "

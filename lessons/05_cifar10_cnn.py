@@ -1,59 +1,61 @@
-"""Lesson 05: CIFAR-10 with the classic small CNN.
+# %% [markdown]
+# # Lesson 05: CIFAR-10 with the classic small CNN.
+#
+# CIFAR-10 is 60,000 colour photographs of 32x32 pixels in ten classes (airplane,
+# automobile, bird, cat, deer, dog, frog, horse, ship, truck): 50,000 to train on, 10,000
+# to test on. Guessing scores 10 %. This lesson trains the small convolutional network of
+# countless tutorials on it, with minidl's own engine, and measures what it reaches.
+# What it teaches, and why each choice was made:
+#
+# 1. **The data stays on the device, as bytes.** The whole training set is one uint8 array
+#    (N, 3, 32, 32) (NCHW, the layout the layers expect: 150 MB, four times less than
+#    float32). The DataLoader moves it to the device once; each batch is then one fancy
+#    index `images[indices]`, scaled to [0, 1] as it comes out (`T.ToDtype`). Inputs
+#    in [0, 1] keep the first layer's pre-activations in a range where its default
+#    initialisation works; no other preprocessing.
+# 2. **The model.** Two blocks of convolution (3x3, 32 then 64 filters) + ReLU + 2x2 max
+#    pooling, then a dense layer of 64 ReLU units and a dense layer of 10 logits:
+#
+#        (3, 32, 32) -conv-> (32, 30, 30) -pool-> (32, 15, 15) -conv-> (64, 13, 13)
+#        -pool-> (64, 6, 6) -flatten-> 2304 -dense-> 64 -dense-> 10
+#
+#    Convolutions share each 3x3 filter across the image (a cat's ear is an ear anywhere),
+#    so 56k of the 167k weights see the pixels; pooling halves the resolution, making the
+#    later filters see wider and the features tolerant of small shifts.
+# 3. **Adam, lr 1e-3, batches of 32, 10 epochs**: the tutorial's defaults. Adam adapts
+#    each weight's step size, so it works here without tuning; small batches give many
+#    (noisy) steps per epoch, which suits a small model. From about epoch 6 the test
+#    accuracy stalls while the training accuracy keeps climbing: the model starts to
+#    memorise its training images (overfitting), which lesson 06 attacks.
+# 4. **Honest measurement.** Accuracy on the 10,000 test images (never trained on),
+#    per-class precision, recall and F1, the confusion matrix (cats and dogs, trucks and
+#    cars are the pairs confused most), loss and accuracy curves, a grid of test images with predicted and true
+#    labels, the 32 first-layer filters (3x3 is small: mostly colour contrasts and
+#    gradients), and a checkpoint saved, reloaded and re-evaluated to the same
+#    predictions; training time and peak memory.
+#
+# The goal: at least 66 % test accuracy. Reference: the same network in PyTorch 2.11
+# (eager, one H100, the same JPEG copy of CIFAR-10) reaches 67.6 % in 29.7 s. One run is
+# a noisy measurement: the seed picks the initial weights and the batch order, and on a
+# 2-core CPU seeds 0, 1 and 2 gave 65.3 %, 67.4 % and 67.6 % (mean 66.8 %; try `--seed`).
+# The default seed is 1, the middle of those three, so the default run shows a typical result.
+#
+# Run:  python lessons/05_cifar10_cnn.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
+# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
 
-CIFAR-10 is 60,000 colour photographs of 32x32 pixels in ten classes (airplane,
-automobile, bird, cat, deer, dog, frog, horse, ship, truck): 50,000 to train on, 10,000
-to test on. Guessing scores 10 %. This lesson trains the small convolutional network of
-countless tutorials on it, with minidl's own engine, and measures what it reaches.
-What it teaches, and why each choice was made:
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-1. **The data stays on the device, as bytes.** The whole training set is one uint8 array
-   (N, 3, 32, 32) (NCHW, the layout the layers expect: 150 MB, four times less than
-   float32). The DataLoader moves it to the device once; each batch is then one fancy
-   index ``images[indices]``, scaled to [0, 1] as it comes out (``T.ToDtype``). Inputs
-   in [0, 1] keep the first layer's pre-activations in a range where its default
-   initialisation works; no other preprocessing.
-2. **The model.** Two blocks of convolution (3x3, 32 then 64 filters) + ReLU + 2x2 max
-   pooling, then a dense layer of 64 ReLU units and a dense layer of 10 logits:
-
-       (3, 32, 32) -conv-> (32, 30, 30) -pool-> (32, 15, 15) -conv-> (64, 13, 13)
-       -pool-> (64, 6, 6) -flatten-> 2304 -dense-> 64 -dense-> 10
-
-   Convolutions share each 3x3 filter across the image (a cat's ear is an ear anywhere),
-   so 56k of the 167k weights see the pixels; pooling halves the resolution, making the
-   later filters see wider and the features tolerant of small shifts.
-3. **Adam, lr 1e-3, batches of 32, 10 epochs**: the tutorial's defaults. Adam adapts
-   each weight's step size, so it works here without tuning; small batches give many
-   (noisy) steps per epoch, which suits a small model. From about epoch 6 the test
-   accuracy stalls while the training accuracy keeps climbing: the model starts to
-   memorise its training images (overfitting), which lesson 06 attacks.
-4. **Honest measurement.** Accuracy on the 10,000 test images (never trained on),
-   per-class precision, recall and F1, the confusion matrix (cats and dogs, trucks and
-   cars are the pairs confused most), loss and accuracy curves, a grid of test images with predicted and true
-   labels, the 32 first-layer filters (3x3 is small: mostly colour contrasts and
-   gradients), and a checkpoint saved, reloaded and re-evaluated to the same
-   predictions; training time and peak memory.
-
-The goal: at least 66 % test accuracy. Reference: the same network in PyTorch 2.11
-(eager, one H100, the same JPEG copy of CIFAR-10) reaches 67.6 % in 29.7 s. One run is
-a noisy measurement: the seed picks the initial weights and the batch order, and on a
-2-core CPU seeds 0, 1 and 2 gave 65.3 %, 67.4 % and 67.6 % (mean 66.8 %; try ``--seed``).
-The default seed is 1, the middle of those three, so the default run shows a typical result.
-
-Run:  python lessons/05_cifar10_cnn.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
-Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
-import matplotlib
+import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 
-matplotlib.use("Agg")  # write image files; no window needed
+common.use_agg_unless_notebook()  # Agg (image files, no window) in a script; inline figures in a notebook
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 import minidl  # noqa: E402
 import minidl.nn as nn  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
@@ -75,7 +77,10 @@ device = common.setup(args)  # seeds, checks the device, makes --out
 out = Path(args.out)
 lesson_start = time.perf_counter()
 
-# %% 1. The data: uint8 images (N, 3, 32, 32) and int64 labels, moved to the device once
+# %% [markdown]
+# ## 1. The data: uint8 images (N, 3, 32, 32) and int64 labels, moved to the device once
+
+# %%
 train_x, train_y, test_x, test_y, classes = common.cifar10(args, args.train_size, args.test_size)
 print(f"training images per class: {np.bincount(train_y, minlength=10).tolist()}")
 to_unit_range = T.ToDtype("float32", scale=True)  # uint8 0..255 -> float32 0..1, on the batch, on the device
@@ -84,7 +89,10 @@ train_loader = DataLoader(ArrayDataset(train_x, train_y), batch_size=args.batch_
 test_loader = DataLoader(ArrayDataset(test_x, test_y), batch_size=500, device=device, transform=to_unit_range)
 
 
-# %% 2. The model: conv-relu-pool twice, then two dense layers
+# %% [markdown]
+# ## 2. The model: conv-relu-pool twice, then two dense layers
+
+# %%
 def make_model():
     return nn.Sequential(
         nn.Conv2d(3, 32, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2),   # (32, 30, 30) -> (32, 15, 15)
@@ -105,7 +113,10 @@ with minidl.no_grad():  # follow one batch through the layers
         print(f" -> {type(layer).__name__} {tuple(x.shape[1:])}", end="")
     print()
 
-# %% 3. Training: Adam, mini-batches of 32, test accuracy after every epoch
+# %% [markdown]
+# ## 3. Training: Adam, mini-batches of 32, test accuracy after every epoch
+
+# %%
 optimizer = optim.Adam(model.parameters(), lr=args.lr)
 history = {"train_loss": [], "test_loss": [], "train_acc": [], "test_acc": []}
 if device.type == "cuda":
@@ -138,12 +149,15 @@ for epoch in range(1, args.epochs + 1):
           f"acc {history['train_acc'][-1]:6.1%}  test loss {test_loss:.4f} acc {history['test_acc'][-1]:6.1%}  "
           f"({train_time.seconds:.0f} s training)")
 
-# %% 4. How good is it? Per-class scores, the confusion matrix, curves, pictures
+# %% [markdown]
+# ## 4. How good is it? Per-class scores, the confusion matrix, curves, pictures
+
+# %%
 print(f"\ntest set ({len(test_y):,} images):")
 test_loss, predicted, targets = common.evaluate(model, test_loader)
 test_accuracy = common.report(predicted, targets, classes, out / "confusion_matrix.png",
                               title="CIFAR-10 test, classic CNN")
-print(f"saved {plot.training_curves(history, out / 'training_curves.png', title='CIFAR-10, classic CNN')}")
+print(f"saved {common.show(plot.training_curves(history, out / 'training_curves.png', title='CIFAR-10, classic CNN'))}")
 shown = np.linspace(0, len(test_y) - 1, min(32, len(test_y))).astype(int)  # spread over the (class-sorted) set
 right = predicted[shown] == targets[shown]
 print("saved " + plot.image_grid(
@@ -154,12 +168,18 @@ print("saved " + plot.image_grid(
 print("saved " + plot.filters(model[0].weight, out / "first_layer_filters.png",
                               title="the 32 first-layer filters (3x3x3, each rescaled to 0..1)"))
 
-# %% 5. Save, reload, re-evaluate: the checkpoint must give the same predictions
+# %% [markdown]
+# ## 5. Save, reload, re-evaluate: the checkpoint must give the same predictions
+
+# %%
 reloaded_accuracy = common.checkpoint_roundtrip(
     model, make_model, test_loader, out / "cnn.npz",
     extra={"optimizer": optimizer.state_dict(), "epochs": args.epochs, "classes": classes})
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 goal = "meets" if test_accuracy >= 0.66 else "does NOT meet"
 print(f"\n{goal} the 66 % goal" + (" (a --smoke run trains on a tiny subset)" if args.smoke else ""))
 common.synchronize(device)

@@ -1,69 +1,71 @@
-"""Lesson 06: CIFAR-10 beyond 90 %: batch norm, augmentation, a schedule, residual blocks.
+# %% [markdown]
+# # Lesson 06: CIFAR-10 beyond 90 %: batch norm, augmentation, a schedule, residual blocks.
+#
+# Lesson 05's small CNN stops near 67 %: its training accuracy keeps rising while its test
+# accuracy stalls. This lesson changes one thing after another, each a standard tool, and
+# trains a ResNet-9 (the network of the DAWNBench CIFAR-10 speed runs) past 90 % in 24
+# epochs. What it teaches, and why each choice was made:
+#
+# 1. **Normalised inputs.** Each colour channel is shifted and scaled by the mean and
+#    standard deviation of the *training* images (the test set is scaled with the same
+#    numbers): every input starts centred, with unit spread.
+# 2. **Augmentation on the device.** Each training image is padded by 4 pixels (mirrored:
+#    'reflect', so no black borders) and cropped back to 32x32 at a random place, and
+#    mirrored left-right with probability 1/2. The network never sees the same picture
+#    twice, so it cannot memorise them; it learns that a shifted or mirrored cat is a cat.
+#    All of it is done on the whole uint8 batch at once, on the device (no loop over
+#    images), then the batch is scaled to [0, 1] and normalised.
+# 3. **Batch normalisation** after every convolution: each channel's outputs are
+#    standardised over the batch, then scaled and shifted by two learned numbers. The
+#    layers' inputs stay well scaled however the weights move, which allows a large
+#    learning rate (0.4 here, 400x Adam's 1e-3 in lesson 05). The convolutions drop their
+#    bias: batch norm's shift replaces it. At test time the running averages are used.
+# 4. **Residual blocks**: x + f(x), where f is two conv-bn-relu layers. The identity path
+#    carries the signal (and, backwards, the gradient) past f untouched, so f only needs
+#    to learn a correction; deep networks train as easily as shallow ones.
+# 5. **The network (ResNet-9)**: a "prep" conv (64 channels), then three stages that
+#    double the channels and halve the resolution (conv + max-pool: 128 at 16x16, 256 at
+#    8x8, 512 at 4x4), with a residual block after the first and the last, a global max
+#    pool (the strongest response of each of 512 features anywhere in the image) and one
+#    linear layer (no bias) to 10 logits, multiplied by 0.125 so that the softmax is not
+#    over-confident from the start. `--width` scales every channel count.
+# 6. **SGD with Nesterov momentum 0.9 and weight decay 5e-4**, batches of 512. Weight decay
+#    pulls the weights toward 0 (an L2 penalty): with batch norm after each conv, it
+#    effectively raises the learning rate as training goes on. Large batches keep the
+#    GPU busy; momentum averages the direction over about 10 steps.
+# 7. **A one-cycle learning-rate schedule**: the lr climbs linearly from 0 to 0.4 over the
+#    first 5 of 24 epochs (a warm-up, while batch norm's statistics and the momentum settle),
+#    then falls linearly to 0 at the end, so the last epochs take small, careful steps
+#    (`optim.lr_scheduler.OneCycleLR(anneal_strategy='linear')` does nearly the same;
+#    here it is written out with `LambdaLR` to be seen).
+# 8. **Label smoothing 0.2**: the target is 0.82 for the true class and 0.02 for each
+#    other class instead of 1 and 0. A model can no longer lower its loss by making its
+#    logits ever larger; it generalises better and is less over-confident.
+# 9. **Flip test-time augmentation** (reported on the side; the goal is without it): the
+#    logits of an image and of its mirror image are added before choosing a class.
+#
+# The goal: at least 90.5 % test accuracy without test-time augmentation in 24 epochs.
+# Reference: the same network and recipe in PyTorch 2.11 (eager, one H100, the same JPEG
+# copy of CIFAR-10) reaches 90.6 % in 25.8 s, 91.0 % with flip TTA. On a CPU this lesson
+# is slow (hours); use a GPU, or `--width 0.25 --train-size 5000 --epochs 4` to watch
+# the recipe work at a small scale.
+#
+# Run:  python lessons/06_cifar10_resnet.py [--device cuda] [--epochs N] [--width W] [--data DIR] [--smoke]
+# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
 
-Lesson 05's small CNN stops near 67 %: its training accuracy keeps rising while its test
-accuracy stalls. This lesson changes one thing after another, each a standard tool, and
-trains a ResNet-9 (the network of the DAWNBench CIFAR-10 speed runs) past 90 % in 24
-epochs. What it teaches, and why each choice was made:
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-1. **Normalised inputs.** Each colour channel is shifted and scaled by the mean and
-   standard deviation of the *training* images (the test set is scaled with the same
-   numbers): every input starts centred, with unit spread.
-2. **Augmentation on the device.** Each training image is padded by 4 pixels (mirrored:
-   'reflect', so no black borders) and cropped back to 32x32 at a random place, and
-   mirrored left-right with probability 1/2. The network never sees the same picture
-   twice, so it cannot memorise them; it learns that a shifted or mirrored cat is a cat.
-   All of it is done on the whole uint8 batch at once, on the device (no loop over
-   images), then the batch is scaled to [0, 1] and normalised.
-3. **Batch normalisation** after every convolution: each channel's outputs are
-   standardised over the batch, then scaled and shifted by two learned numbers. The
-   layers' inputs stay well scaled however the weights move, which allows a large
-   learning rate (0.4 here, 400x Adam's 1e-3 in lesson 05). The convolutions drop their
-   bias: batch norm's shift replaces it. At test time the running averages are used.
-4. **Residual blocks**: x + f(x), where f is two conv-bn-relu layers. The identity path
-   carries the signal (and, backwards, the gradient) past f untouched, so f only needs
-   to learn a correction; deep networks train as easily as shallow ones.
-5. **The network (ResNet-9)**: a "prep" conv (64 channels), then three stages that
-   double the channels and halve the resolution (conv + max-pool: 128 at 16x16, 256 at
-   8x8, 512 at 4x4), with a residual block after the first and the last, a global max
-   pool (the strongest response of each of 512 features anywhere in the image) and one
-   linear layer (no bias) to 10 logits, multiplied by 0.125 so that the softmax is not
-   over-confident from the start. ``--width`` scales every channel count.
-6. **SGD with Nesterov momentum 0.9 and weight decay 5e-4**, batches of 512. Weight decay
-   pulls the weights toward 0 (an L2 penalty): with batch norm after each conv, it
-   effectively raises the learning rate as training goes on. Large batches keep the
-   GPU busy; momentum averages the direction over about 10 steps.
-7. **A one-cycle learning-rate schedule**: the lr climbs linearly from 0 to 0.4 over the
-   first 5 of 24 epochs (a warm-up, while batch norm's statistics and the momentum settle),
-   then falls linearly to 0 at the end, so the last epochs take small, careful steps
-   (``optim.lr_scheduler.OneCycleLR(anneal_strategy='linear')`` does nearly the same;
-   here it is written out with ``LambdaLR`` to be seen).
-8. **Label smoothing 0.2**: the target is 0.82 for the true class and 0.02 for each
-   other class instead of 1 and 0. A model can no longer lower its loss by making its
-   logits ever larger; it generalises better and is less over-confident.
-9. **Flip test-time augmentation** (reported on the side; the goal is without it): the
-   logits of an image and of its mirror image are added before choosing a class.
-
-The goal: at least 90.5 % test accuracy without test-time augmentation in 24 epochs.
-Reference: the same network and recipe in PyTorch 2.11 (eager, one H100, the same JPEG
-copy of CIFAR-10) reaches 90.6 % in 25.8 s, 91.0 % with flip TTA. On a CPU this lesson
-is slow (hours); use a GPU, or ``--width 0.25 --train-size 5000 --epochs 4`` to watch
-the recipe work at a small scale.
-
-Run:  python lessons/06_cifar10_resnet.py [--device cuda] [--epochs N] [--width W] [--data DIR] [--smoke]
-Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
-import matplotlib
+import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 
-matplotlib.use("Agg")  # write image files; no window needed
+common.use_agg_unless_notebook()  # Agg (image files, no window) in a script; inline figures in a notebook
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 import minidl  # noqa: E402
 import minidl.nn as nn  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
@@ -85,7 +87,10 @@ device = common.setup(args)  # seeds, checks the device, makes --out
 out = Path(args.out)
 lesson_start = time.perf_counter()
 
-# %% 1. The data, its channel statistics, and the augmentation
+# %% [markdown]
+# ## 1. The data, its channel statistics, and the augmentation
+
+# %%
 train_x, train_y, test_x, test_y, classes = common.cifar10(args, args.train_size, args.test_size)
 sample = train_x[::max(1, len(train_x) // 10000)] / np.float32(255)  # 10,000 training images: plenty for 6 numbers
 mean, std = sample.mean(axis=(0, 2, 3)), sample.std(axis=(0, 2, 3))  # per channel; never from the test set
@@ -108,7 +113,10 @@ print("saved " + plot.image_grid(np.concatenate([examples, crops]), out / "augme
                                  title="random crop (4-pixel reflect padding) and flip, on the device"))
 
 
-# %% 2. The network: conv-bn-relu layers, residual blocks, ResNet-9
+# %% [markdown]
+# ## 2. The network: conv-bn-relu layers, residual blocks, ResNet-9
+
+# %%
 def conv_bn(c_in, c_out):
     """3x3 convolution (no bias: batch norm shifts) -> batch norm -> ReLU; the size stays."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
@@ -160,7 +168,10 @@ def make_model():
 model = make_model()
 print(f"\nResNet-9 (width x{args.width}): {sum(p.numel() for p in model.parameters()):,} parameters\n{model}")
 
-# %% 3. Training: nesterov SGD, weight decay, label smoothing, a one-cycle schedule per step
+# %% [markdown]
+# ## 3. Training: nesterov SGD, weight decay, label smoothing, a one-cycle schedule per step
+
+# %%
 LABEL_SMOOTHING, WEIGHT_DECAY, WARMUP = 0.2, 5e-4, 5 / 24  # the peak comes after 5/24 of training
 optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY)
 total_steps = args.epochs * len(train_loader)
@@ -212,7 +223,10 @@ for epoch in range(1, args.epochs + 1):
 print("(the training loss is against smoothed targets, so it cannot fall below their entropy, 0.87; "
       "the test loss is plain cross-entropy)")
 
-# %% 4. How good is it? Per-class scores, the confusion matrix, flip TTA, curves, pictures
+# %% [markdown]
+# ## 4. How good is it? Per-class scores, the confusion matrix, flip TTA, curves, pictures
+
+# %%
 print(f"\ntest set ({len(test_y):,} images), without test-time augmentation:")
 test_loss, predicted, targets = common.evaluate(model, test_loader)
 test_accuracy = common.report(predicted, targets, classes, out / "confusion_matrix.png",
@@ -220,7 +234,7 @@ test_accuracy = common.report(predicted, targets, classes, out / "confusion_matr
 _, tta_predicted, _ = common.evaluate(FlipTTA(model), test_loader)
 tta_accuracy = float((tta_predicted == targets).mean())
 print(f"with flip test-time augmentation: {tta_accuracy:.2%} (without: {test_accuracy:.2%})")
-print(f"saved {plot.training_curves(history, out / 'training_curves.png', title='CIFAR-10, ResNet-9')}")
+print(f"saved {common.show(plot.training_curves(history, out / 'training_curves.png', title='CIFAR-10, ResNet-9'))}")
 print("saved " + plot.lines({"learning rate": learning_rates}, out / "learning_rate.png", xlabel="step",
                            ylabel="lr", title="the one-cycle schedule, step by step"))
 shown = np.linspace(0, len(test_y) - 1, min(32, len(test_y))).astype(int)  # spread over the (class-sorted) set
@@ -234,13 +248,19 @@ first_conv = model.prep[0].weight
 print("saved " + plot.filters(first_conv, out / "first_layer_filters.png",
                               title=f"the {first_conv.shape[0]} first-layer filters (3x3x3, each rescaled to 0..1)"))
 
-# %% 5. Save, reload, re-evaluate: the checkpoint must give the same predictions
+# %% [markdown]
+# ## 5. Save, reload, re-evaluate: the checkpoint must give the same predictions
+
+# %%
 reloaded_accuracy = common.checkpoint_roundtrip(
     model, make_model, test_loader, out / "resnet9.npz",
     extra={"optimizer": optimizer.state_dict(), "epochs": args.epochs, "width": args.width,
            "normalize": {"mean": mean.tolist(), "std": std.tolist()}, "classes": classes})
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 goal = "meets" if test_accuracy >= 0.905 else "does NOT meet"
 print(f"\n{goal} the 90.5 % goal" + (" (a --smoke run trains a narrow model on a tiny subset)" if args.smoke else ""))
 common.synchronize(device)

@@ -1,58 +1,62 @@
-"""Lesson 07: a recurrent network, and backpropagation through time (BPTT).
+# %% [markdown]
+# # Lesson 07: a recurrent network, and backpropagation through time (BPTT).
+#
+# An RNN reads a sequence one step at a time and keeps a hidden state h_t,
+#
+#     h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),
+#
+# so the same weights are applied T times. Unrolled over T steps it is a T-layer network
+# whose layers share their weights, and backprop through that unrolled network is BPTT:
+#
+#     dL/dh_{t-1} = (dL/dh_t * (1 - h_t**2)) W_hh          (one factor per step)
+#
+# With the loss at the last step, T - 1, the gradient reaching step t has been multiplied by
+# T - 1 - t such factors (none at t = T - 1, T - 1 at t = 0). When they are
+# smaller than 1 it shrinks exponentially (vanishing gradients: the network cannot learn
+# what happened long ago); larger than 1, it grows exponentially (exploding gradients).
+#
+# The task (the same in lesson 08), "remember the marked sign": a stream of random values
+# +1 / -1 and a second channel that flags one of the first 10 steps; after T steps the
+# network must say whether the flagged value was +1 or -1 (chance: 50 %). Everything after
+# the flagged step is noise it must ignore, and the answer lies T - 10 to T - 1 steps before
+# the end: the longer T, the longer the dependency. (Chosen over the classic "adding problem" because
+# it is a classification with an accuracy to read, and fast to learn when learnable.)
+#
+# This lesson measures:
+#
+# 1. the task, and an RNN unrolled by hand with `nn.RNNCell` in a Python loop over time,
+#    checked against `nn.RNN` (which fuses the whole loop into one op) with the same weights;
+# 2. ||dL/dh_t|| at every step of the unrolled RNN (`retain_grad` on each h_t), for
+#    recurrent weights of growing size: vanishing and exploding gradients, on a log scale;
+# 3. the same RNN trained on the task for growing T: it learns T = 10 and stays near chance
+#    (50 %) at T = 20 and T = 40 within its 600 updates (at T = 20, seeds 0 to 4 all failed on
+#    the 2-core build machine, 2026-12-06: run with --lengths 20 --seed N to try others);
+# 4. truncated BPTT: detach h every k steps. The gradient stops at the cut (dependencies
+#    longer than k cannot be learned), but each update costs k steps instead of T, so on a
+#    long stream with a loss at every step it makes T / k updates for about the compute of one.
+#
+# Choices: Adam (lr 1e-2) with gradient-norm clipping at 1 (clipping keeps a rare exploding
+# step from throwing the weights away; Adam rescales each weight's step, but that does not
+# rescue gradients this small: T = 40 stays at chance); 32 hidden units; fresh random sequences
+# every step, so there is no overfitting to talk about; PyTorch's initialisation, U(-1/sqrt(H), 1/sqrt(H)).
+#
+# Run:  python lessons/07_rnn_bptt.py [--device cuda] [--smoke] [--steps N] [--out DIR]
 
-An RNN reads a sequence one step at a time and keeps a hidden state h_t,
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-    h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),
-
-so the same weights are applied T times. Unrolled over T steps it is a T-layer network
-whose layers share their weights, and backprop through that unrolled network is BPTT:
-
-    dL/dh_{t-1} = (dL/dh_t * (1 - h_t**2)) W_hh          (one factor per step)
-
-With the loss at the last step, T - 1, the gradient reaching step t has been multiplied by
-T - 1 - t such factors (none at t = T - 1, T - 1 at t = 0). When they are
-smaller than 1 it shrinks exponentially (vanishing gradients: the network cannot learn
-what happened long ago); larger than 1, it grows exponentially (exploding gradients).
-
-The task (the same in lesson 08), "remember the marked sign": a stream of random values
-+1 / -1 and a second channel that flags one of the first 10 steps; after T steps the
-network must say whether the flagged value was +1 or -1 (chance: 50 %). Everything after
-the flagged step is noise it must ignore, and the answer lies T - 10 to T - 1 steps before
-the end: the longer T, the longer the dependency. (Chosen over the classic "adding problem" because
-it is a classification with an accuracy to read, and fast to learn when learnable.)
-
-This lesson measures:
-
-1. the task, and an RNN unrolled by hand with ``nn.RNNCell`` in a Python loop over time,
-   checked against ``nn.RNN`` (which fuses the whole loop into one op) with the same weights;
-2. ||dL/dh_t|| at every step of the unrolled RNN (``retain_grad`` on each h_t), for
-   recurrent weights of growing size: vanishing and exploding gradients, on a log scale;
-3. the same RNN trained on the task for growing T: it learns T = 10 and stays near chance
-   (50 %) at T = 20 and T = 40 within its 600 updates (at T = 20, seeds 0 to 4 all failed on
-   the 2-core build machine, 2026-12-06: run with --lengths 20 --seed N to try others);
-4. truncated BPTT: detach h every k steps. The gradient stops at the cut (dependencies
-   longer than k cannot be learned), but each update costs k steps instead of T, so on a
-   long stream with a loss at every step it makes T / k updates for about the compute of one.
-
-Choices: Adam (lr 1e-2) with gradient-norm clipping at 1 (clipping keeps a rare exploding
-step from throwing the weights away; Adam rescales each weight's step, but that does not
-rescue gradients this small: T = 40 stays at chance); 32 hidden units; fresh random sequences
-every step, so there is no overfitting to talk about; PyTorch's initialisation, U(-1/sqrt(H), 1/sqrt(H)).
-
-Run:  python lessons/07_rnn_bptt.py [--device cuda] [--smoke] [--steps N] [--out DIR]
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # write image files; no window needed
+import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
+
+common.use_agg_unless_notebook()  # Agg (image files, no window) in a script; inline figures in a notebook
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 import minidl  # noqa: E402
 import minidl.nn as nn  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
@@ -75,7 +79,10 @@ lesson_start = time.perf_counter()
 H, B = args.hidden, args.batch_size
 
 
-# %% 1. The task: remember the marked sign
+# %% [markdown]
+# ## 1. The task: remember the marked sign
+
+# %%
 def marked_sign(rng, batch, length):
     """The task as tensors on the device (minidl.datasets.marked_sign makes the arrays: read it)."""
     x, y = datasets.marked_sign(batch, length, window=10, seed=rng)
@@ -89,9 +96,13 @@ for b in range(2):
           f"  -> label {y.numpy()[b]} ({'+1' if y.numpy()[b] else '-1'} was marked)")
 
 
-# %% 2. An RNN unrolled by hand, checked against nn.RNN
+# %% [markdown]
+# ## 2. An RNN unrolled by hand, checked against nn.RNN
+#
 # The cell is one step; the loop over time is ours. Every h_t stays in the graph, so
 # loss.backward() walks back through all T steps: that walk IS backprop through time.
+
+# %%
 def unroll(cell, x, h=None, truncate=None):
     """Run ``cell`` over x (T, B, D); returns the list of hidden states [h_0 ... h_{T-1}].
     ``truncate=k``: cut the graph (h.detach()) before every k-th step: truncated BPTT."""
@@ -125,10 +136,14 @@ print("nn.RNN runs the loop over time inside one op with a hand-written backward
 print("autograd records one node instead of one per step. The training below uses it; lesson 08 times both.")
 
 
-# %% 3. ||dL/dh_t|| over time: vanishing and exploding gradients
+# %% [markdown]
+# ## 3. ||dL/dh_t|| over time: vanishing and exploding gradients
+#
 # retain_grad() asks backward to keep .grad on a non-leaf tensor (normally only leaves keep it).
 # We set W_hh ~ N(0, g**2 / H): its spectral radius is then close to the gain g, and each step
 # back multiplies the gradient by roughly g * (mean tanh'), so g < 1 vanishes, g > 1 can explode.
+
+# %%
 def gradient_norms(cell, x, y, truncate=None):
     """Mean over the batch of ||dL/dh_t||, for t = 0 .. T-1 (0 where the graph was cut)."""
     states = unroll(cell, x, truncate=truncate)
@@ -172,10 +187,13 @@ ax.grid(True, which="major", alpha=0.3)
 ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(out / "gradient_norms_over_time.png", dpi=120)
-print(f"saved {out / 'gradient_norms_over_time.png'}")
+print(f"saved {common.show(out / 'gradient_norms_over_time.png')}")
 
 
-# %% 4. Train the RNN on the task for growing T
+# %% [markdown]
+# ## 4. Train the RNN on the task for growing T
+
+# %%
 class SignReader(nn.Module):
     """RNN over the sequence, then a linear layer on the last hidden state: 2 logits."""
 
@@ -226,12 +244,16 @@ print("Where it fails, the loss stays near log 2 = 0.693 (chance): the gradient 
 print("the flagged step, T - 10 or more steps back. Lesson 08 trains an LSTM on the same task.")
 path = plot.lines(curves, out / "rnn_training_loss.png", xlabel="training step", ylabel="cross-entropy (running mean)",
                   title="A plain RNN on 'remember the marked sign'")
-print(f"saved {path}")
+print(f"saved {common.show(path)}")
 
 
-# %% 5. Truncated BPTT: cut the graph every k steps
+# %% [markdown]
+# ## 5. Truncated BPTT: cut the graph every k steps
+#
 # (a) What it does to the gradient: with a cut before every k-th step, dL/dh_t is exactly 0
 #     before the last cut. The loss here is at the last step, so only the last chunk learns.
+
+# %%
 k = T // 4  # 10 for T = 40: three cuts
 full, truncated = gradient_norms(cell, x, y), gradient_norms(cell, x, y, truncate=k)
 last_cut = (T - 1) // k * k
@@ -254,7 +276,7 @@ ax.grid(True, which="major", alpha=0.3)
 ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(out / "truncated_bptt_gradients.png", dpi=120)
-print(f"saved {out / 'truncated_bptt_gradients.png'}")
+print(f"saved {common.show(out / 'truncated_bptt_gradients.png')}")
 
 # (b) What it is for: a long stream with a loss at every step. Predict the next value of a
 #     sine wave (each sequence its own frequency and phase; a few steps tell which).
@@ -319,9 +341,12 @@ print("The hidden state still carries the whole past forward; only the gradient 
 print(f"(predicting 'no change', y_t = x_t, scores {F.mse_loss(test_x, test_y).item():.5f})")
 path = plot.lines(stream_curves, out / "truncated_bptt_sine.png", xlabel="pass over the stream",
                   ylabel="test MSE (log scale)", title="Next-value prediction: full vs truncated BPTT", logy=True)
-print(f"saved {path}")
+print(f"saved {common.show(path)}")
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 common.synchronize(device)
 summary = ", ".join(f"T={n}: {a:.1%}" for n, a in rnn_accuracy.items())
 print(f"\nlesson 07 | RNN test accuracy {summary} | wall time {time.perf_counter() - lesson_start:.1f} s | "

@@ -1,60 +1,64 @@
-"""Lesson 08: the LSTM, a recurrent cell whose memory is added to, not multiplied by weights.
+# %% [markdown]
+# # Lesson 08: the LSTM, a recurrent cell whose memory is added to, not multiplied by weights.
+#
+# Lesson 07 showed why a plain RNN forgets: going back one step multiplies the gradient by
+# diag(tanh') W_hh, so it shrinks (or grows) exponentially with the distance. The LSTM
+# (Hochreiter and Schmidhuber, 1997; forget gate: Gers et al., 2000) keeps a second state,
+# the cell c, that is updated by addition and decayed by a gate the network controls:
+#
+#     i = sigmoid(x W_ii^T + h W_hi^T + b_i)    input gate: how much of the candidate to write
+#     f = sigmoid(x W_if^T + h W_hf^T + b_f)    forget gate: how much of the old cell to keep
+#     g = tanh   (x W_ig^T + h W_hg^T + b_g)    the candidate
+#     o = sigmoid(x W_io^T + h W_ho^T + b_o)    output gate: how much of the cell to show
+#     c' = f * c + i * g
+#     h' = o * tanh(c')
+#
+# Along the cell, dL/dc = dL/dc' * f: one factor per step, elementwise, between 0 and 1, and
+# chosen by the network. With f near 1 the gradient (and the memory) survives many steps.
+#
+# This lesson measures:
+#
+# 1. those equations written as code with Tensor ops, against `nn.LSTMCell` in its
+#    'composed' form (the same math, PyTorch's gate order i, f, g, o) and its 'fused' form
+#    (one Function with a hand-written backward): forward and gradients, max abs difference;
+# 2. `gradcheck` of the cell in float64: ours, and the fused one's hand-written backward;
+# 3. what fusing buys: time and autograd nodes of a whole sequence, composed vs fused;
+# 4. ||dL/dx_t||, how much the loss at the end can still "hear" of the input at step t,
+#    for an RNN and an LSTM at initialisation: with PyTorch's init (b = 0 on average, so
+#    f is about 0.5) and with the forget-gate bias set to 3 (f about 0.95);
+# 5. lesson 07's task, "remember the marked sign", at T = 40, where the RNN stayed at chance:
+#    RNN vs LSTM vs LSTM with forget bias 3; then we read the trained LSTM's cells and gates,
+#    lined up at the marked step, to see where it keeps the answer.
+#
+# Choices: the forget bias. PyTorch initialises every bias U(-1/sqrt(H), 1/sqrt(H)); then
+# f is about sigmoid(0) = 0.5 and the cell halves every step: at initialisation an LSTM
+# forgets as fast as the RNN. Starting f near 1 (Gers et al. 2000; Jozefowicz et al. 2015
+# use b_f = 1) lets the first gradients reach far back. A cell kept with forget gate f loses
+# 1 - f of itself a step, so it remembers for about 1 / (1 - f) steps; Tallec and Ollivier
+# (2018) choose b_f so that this matches the dependency lengths. We use b_f = 3: f = 0.95, a
+# memory of about 20 steps, for dependencies of 30 to 40 (b_f = 2, f = 0.88, 8 steps, learned
+# the task too within 600 updates, seeds 0, 1 and 2, on the 2-core build machine, 2026-12-06: try
+# --forget-bias 2 or 1 yourself). PyTorch has two
+# biases per gate, b_ih and b_hh; only their sum matters, so each gets half.
+# Training as in lesson 07 (Adam lr 1e-2, clipping at norm 1, 64 fresh sequences a step).
+#
+# Run:  python lessons/08_lstm.py [--device cuda] [--smoke] [--steps N] [--length T] [--out DIR]
 
-Lesson 07 showed why a plain RNN forgets: going back one step multiplies the gradient by
-diag(tanh') W_hh, so it shrinks (or grows) exponentially with the distance. The LSTM
-(Hochreiter and Schmidhuber, 1997; forget gate: Gers et al., 2000) keeps a second state,
-the cell c, that is updated by addition and decayed by a gate the network controls:
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-    i = sigmoid(x W_ii^T + h W_hi^T + b_i)    input gate: how much of the candidate to write
-    f = sigmoid(x W_if^T + h W_hf^T + b_f)    forget gate: how much of the old cell to keep
-    g = tanh   (x W_ig^T + h W_hg^T + b_g)    the candidate
-    o = sigmoid(x W_io^T + h W_ho^T + b_o)    output gate: how much of the cell to show
-    c' = f * c + i * g
-    h' = o * tanh(c')
-
-Along the cell, dL/dc = dL/dc' * f: one factor per step, elementwise, between 0 and 1, and
-chosen by the network. With f near 1 the gradient (and the memory) survives many steps.
-
-This lesson measures:
-
-1. those equations written as code with Tensor ops, against ``nn.LSTMCell`` in its
-   'composed' form (the same math, PyTorch's gate order i, f, g, o) and its 'fused' form
-   (one Function with a hand-written backward): forward and gradients, max abs difference;
-2. ``gradcheck`` of the cell in float64: ours, and the fused one's hand-written backward;
-3. what fusing buys: time and autograd nodes of a whole sequence, composed vs fused;
-4. ||dL/dx_t||, how much the loss at the end can still "hear" of the input at step t,
-   for an RNN and an LSTM at initialisation: with PyTorch's init (b = 0 on average, so
-   f is about 0.5) and with the forget-gate bias set to 3 (f about 0.95);
-5. lesson 07's task, "remember the marked sign", at T = 40, where the RNN stayed at chance:
-   RNN vs LSTM vs LSTM with forget bias 3; then we read the trained LSTM's cells and gates,
-   lined up at the marked step, to see where it keeps the answer.
-
-Choices: the forget bias. PyTorch initialises every bias U(-1/sqrt(H), 1/sqrt(H)); then
-f is about sigmoid(0) = 0.5 and the cell halves every step: at initialisation an LSTM
-forgets as fast as the RNN. Starting f near 1 (Gers et al. 2000; Jozefowicz et al. 2015
-use b_f = 1) lets the first gradients reach far back. A cell kept with forget gate f loses
-1 - f of itself a step, so it remembers for about 1 / (1 - f) steps; Tallec and Ollivier
-(2018) choose b_f so that this matches the dependency lengths. We use b_f = 3: f = 0.95, a
-memory of about 20 steps, for dependencies of 30 to 40 (b_f = 2, f = 0.88, 8 steps, learned
-the task too within 600 updates, seeds 0, 1 and 2, on the 2-core build machine, 2026-12-06: try
---forget-bias 2 or 1 yourself). PyTorch has two
-biases per gate, b_ih and b_hh; only their sum matters, so each gets half.
-Training as in lesson 07 (Adam lr 1e-2, clipping at norm 1, 64 fresh sequences a step).
-
-Run:  python lessons/08_lstm.py [--device cuda] [--smoke] [--steps N] [--length T] [--out DIR]
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # write image files; no window needed
+import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
+
+common.use_agg_unless_notebook()  # Agg (image files, no window) in a script; inline figures in a notebook
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 import minidl  # noqa: E402
 import minidl.nn as nn  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
@@ -80,9 +84,13 @@ def on_device(values, dtype=np.float32, requires_grad=False):
     return minidl.tensor(np.asarray(values), dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-# %% 1. The LSTM equations as code
+# %% [markdown]
+# ## 1. The LSTM equations as code
+#
 # PyTorch stacks the four gates' weights in one matrix, W_ih (4H, D) = [W_ii; W_if; W_ig; W_io],
 # W_hh (4H, H) likewise, so one matmul each computes all four pre-activations at once.
+
+# %%
 def lstm_cell_by_hand(x, h, c, w_ih, w_hh, b_ih, b_hh):
     """One LSTM step in Tensor ops: returns (h', c'). Autograd differentiates it."""
     hidden = h.shape[-1]
@@ -129,8 +137,12 @@ for name in ("composed", "fused"):
 print("(float32 keeps about 7 digits: differences near 1e-7 are rounding, in a different order of operations)")
 
 
-# %% 2. gradcheck of the cell, in float64
+# %% [markdown]
+# ## 2. gradcheck of the cell, in float64
+#
 # Every input and weight nudged, one element at a time, both ways: 2 forward passes per element.
+
+# %%
 def cell_inputs():
     shapes = [(batch, D), (batch, small_h), (batch, small_h), (4 * small_h, D), (4 * small_h, small_h),
               (4 * small_h,), (4 * small_h,)]
@@ -152,9 +164,13 @@ print("The fused backward is LSTMGates.step_backward in minidl/ops/recurrent_cel
 print("written out by hand (dc = dc' + dh' o (1 - tanh(c')^2), di = dc g, df = dc c, ...).")
 
 
-# %% 3. Composed vs fused over a whole sequence
+# %% [markdown]
+# ## 3. Composed vs fused over a whole sequence
+#
 # 'composed' runs the step above T times: autograd records ~20 ops a step and walks them back.
 # 'fused' (nn.LSTM's default) runs the whole loop inside one Function, forward and backward.
+
+# %%
 def seconds_per_call(fn, repeats):
     fn()  # warm up
     with common.Stopwatch(device) as watch:
@@ -183,9 +199,13 @@ if times["fused"] > times["composed"]:
     print("large matmuls (try OPENBLAS_NUM_THREADS=1, or a quiet machine).")
 
 
-# %% 4. How far back does the gradient reach? ||dL/dx_t|| at initialisation
+# %% [markdown]
+# ## 4. How far back does the gradient reach? ||dL/dx_t|| at initialisation
+#
 # x.grad[t] says how much the loss at the last step changes with the input at step t:
 # the signal that training would use to learn a dependency on step t.
+
+# %%
 def marked_sign(rng, batch, length):
     """Lesson 07's task (minidl.datasets.marked_sign), as tensors on the device."""
     x, y = datasets.marked_sign(batch, length, window=10, seed=rng)
@@ -265,7 +285,10 @@ print(f"larger or smaller, within a few times 1, where the RNN's is {end_ratio(a
       "the loss can hear the first steps.")
 
 
-# %% 5. Train all three on the task, at the length where the RNN failed
+# %% [markdown]
+# ## 5. Train all three on the task, at the length where the RNN failed
+
+# %%
 def accuracy(model, x, y):
     with minidl.no_grad():
         return float((model(x).argmax(axis=1) == y).numpy().mean())
@@ -301,7 +324,7 @@ for name, model in models.items():
           f"{watch.seconds:>6.1f}s")
 path = plot.lines(curves, out / "training_loss.png", xlabel="training step", ylabel="cross-entropy (running mean)",
                   title=f"'Remember the marked sign', T = {T}")
-print(f"saved {path}")
+print(f"saved {common.show(path)}")
 
 # What did the LSTM learn? Read its cells and gates on the test set, lined up at each marked step.
 def cells_and_gates(lstm, x):
@@ -372,7 +395,7 @@ cell_axis.legend(fontsize=8, loc="lower right")
 right.set_title(f"After training: LSTM unit {unit}, around the marked step")
 fig.tight_layout()
 fig.savefig(out / "lstm_gradients_and_cells.png", dpi=120)
-print(f"saved {out / 'lstm_gradients_and_cells.png'}")
+print(f"saved {common.show(out / 'lstm_gradients_and_cells.png')}")
 
 solved = [name for name, a in test_accuracy.items() if a > 0.9]
 print(f"\nsolved (test accuracy > 90 %) at T = {T}: {solved or 'none'}; "
@@ -383,7 +406,10 @@ print(f"as the RNN and its first gradients are nearly as small (t=0 / t=T-1 at i
       f"{end_ratio(at_init['LSTM (PyTorch init)']):.0e}, the RNN's {end_ratio(at_init['RNN']):.0e}):")
 print("the gates are learnable, but the start decides whether they get learned.")
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 common.synchronize(device)
 summary = ", ".join(f"{n}: {a:.1%}" for n, a in test_accuracy.items())
 print(f"\nlesson 08 | T = {T} test accuracy {summary} | wall time {time.perf_counter() - lesson_start:.1f} s | "

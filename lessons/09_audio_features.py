@@ -1,49 +1,53 @@
-"""Lesson 09: from a waveform to the features a speech model reads: STFT, mel, log-mel, MFCC.
+# %% [markdown]
+# # Lesson 09: from a waveform to the features a speech model reads: STFT, mel, log-mel, MFCC.
+#
+# A spoken digit is a few thousand numbers (air pressure, 8000 per second in FSDD). Speech
+# models usually read, instead, a picture of which frequencies are present when, built in
+# steps that each have a reason:
+#
+#     waveform (T,)                   what the microphone measured
+#     frames (n_frames, 200)          25 ms slices every 10 ms: speech barely changes in 25 ms
+#     x window                        taper each slice to 0 at its ends, or its edges smear every peak
+#     STFT (129, n_frames), complex   the FFT of every windowed frame (n_fft = 256 >= 200 samples)
+#     power |X|^2                     the energy at each frequency; the phase is dropped
+#     mel filterbank (40, 129)        40 triangular bands, narrow at low frequencies, wide at high
+#                                     ones, as our ears resolve pitch (and fewer numbers)
+#     log-mel (40, n_frames)          decibels: loudness is heard logarithmically, and the log turns
+#                                     a volume change into an offset
+#     MFCC (13, n_frames)             DCT of each log-mel column, first 13 kept: the smooth shape
+#                                     of the spectrum (the vocal tract), not its fine ripples (pitch)
+#     + deltas (39, n_frames)         how each coefficient changes over time
+#
+# This lesson runs each step on a real FSDD recording, prints the shapes, plots every stage,
+# checks two steps against independent references (numpy's FFT of one frame; scipy's DCT),
+# shows what 13 MFCCs keep of the log-mel spectrum, and times the whole pipeline on a batch.
+# Every function is in `minidl.audio` and works on numpy or cupy arrays of any batch shape.
+#
+# Choices: 25 ms Hann windows every 10 ms and 40 mel bands (Slaney's mel scale with unit-area
+# filters, librosa's defaults); 13 MFCCs plus deltas and delta-deltas, the classic 39 features
+# of speech recognition. Layouts follow torchaudio: frequency before time, (..., n_freqs, n_frames).
+#
+# Data: FSDD under --data, else $MINIDL_DATA, else ./datasets (`<root>/fsdd/recordings`). If it
+# is not there, the lesson still runs, on a synthetic tone and chirp, and says so.
+#
+# Run:  python lessons/09_audio_features.py [--data /work/shared/datasets] [--digit 7] [--smoke] [--out DIR]
 
-A spoken digit is a few thousand numbers (air pressure, 8000 per second in FSDD). Speech
-models usually read, instead, a picture of which frequencies are present when, built in
-steps that each have a reason:
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-    waveform (T,)                   what the microphone measured
-    frames (n_frames, 200)          25 ms slices every 10 ms: speech barely changes in 25 ms
-    x window                        taper each slice to 0 at its ends, or its edges smear every peak
-    STFT (129, n_frames), complex   the FFT of every windowed frame (n_fft = 256 >= 200 samples)
-    power |X|^2                     the energy at each frequency; the phase is dropped
-    mel filterbank (40, 129)        40 triangular bands, narrow at low frequencies, wide at high
-                                    ones, as our ears resolve pitch (and fewer numbers)
-    log-mel (40, n_frames)          decibels: loudness is heard logarithmically, and the log turns
-                                    a volume change into an offset
-    MFCC (13, n_frames)             DCT of each log-mel column, first 13 kept: the smooth shape
-                                    of the spectrum (the vocal tract), not its fine ripples (pitch)
-    + deltas (39, n_frames)         how each coefficient changes over time
-
-This lesson runs each step on a real FSDD recording, prints the shapes, plots every stage,
-checks two steps against independent references (numpy's FFT of one frame; scipy's DCT),
-shows what 13 MFCCs keep of the log-mel spectrum, and times the whole pipeline on a batch.
-Every function is in ``minidl.audio`` and works on numpy or cupy arrays of any batch shape.
-
-Choices: 25 ms Hann windows every 10 ms and 40 mel bands (Slaney's mel scale with unit-area
-filters, librosa's defaults); 13 MFCCs plus deltas and delta-deltas, the classic 39 features
-of speech recognition. Layouts follow torchaudio: frequency before time, (..., n_freqs, n_frames).
-
-Data: FSDD under --data, else $MINIDL_DATA, else ./datasets (``<root>/fsdd/recordings``). If it
-is not there, the lesson still runs, on a synthetic tone and chirp, and says so.
-
-Run:  python lessons/09_audio_features.py [--data /work/shared/datasets] [--digit 7] [--smoke] [--out DIR]
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # write image files; no window needed
+import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
+
+common.use_agg_unless_notebook()  # Agg (image files, no window) in a script; inline figures in a notebook
 import numpy as np  # noqa: E402
 import scipy.fft  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 from minidl import audio, datasets  # noqa: E402
 from minidl.backend import to_device, to_numpy  # noqa: E402
 
@@ -58,7 +62,10 @@ SAMPLE_RATE = 8000
 WIN, HOP, N_FFT, N_MELS, N_MFCC = 200, 80, 256, 40, 13  # 25 ms, 10 ms, FFT size, mel bands, cepstra
 
 
-# %% 1. The waveform
+# %% [markdown]
+# ## 1. The waveform
+
+# %%
 try:
     digits = datasets.FSDD(root=args.data, split="test")
     index = int(np.flatnonzero(digits.targets == args.digit)[0])
@@ -81,7 +88,10 @@ print(f"{source}: waveform {x.shape} {x.dtype}, {x.shape[0] / SAMPLE_RATE:.2f} s
       f"peak |x| {float(abs(x).max()):.2f}")
 
 
-# %% 2. Frames and the window
+# %% [markdown]
+# ## 2. Frames and the window
+
+# %%
 frames = audio.frame(x, WIN, HOP)  # (n_frames, 200), no padding: frame m starts at sample m * 80
 window = audio.hann_window(WIN, device=device)
 windowed = frames * window
@@ -110,11 +120,15 @@ spec_ax.set(xlabel="frequency (Hz)", ylabel="|FFT| (dB)", title="Its spectrum:\n
 spec_ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(out / "1_frame_and_window.png", dpi=110)
-print(f"saved {out / '1_frame_and_window.png'}")
+print(f"saved {common.show(out / '1_frame_and_window.png')}")
 
 
-# %% 3. STFT and the power spectrogram
+# %% [markdown]
+# ## 3. STFT and the power spectrogram
+#
 # center=True pads 128 samples on each side (reflected), so frame m is centred on sample m * 80.
+
+# %%
 spectrum = audio.stft(x, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window="hann")
 power = spectrum.real ** 2 + spectrum.imag ** 2  # = audio.spectrogram(x, ..., power=2)
 print(f"\nSTFT: stft(x, n_fft={N_FFT}, hop_length={HOP}, win_length={WIN}) -> {spectrum.shape} {spectrum.dtype} "
@@ -134,7 +148,10 @@ print(f"power |X|^2: {power.shape}; from {power_np[power_np > 0].min():.1e} to {
       "only a logarithm makes that visible")
 
 
-# %% 4. The mel filterbank
+# %% [markdown]
+# ## 4. The mel filterbank
+
+# %%
 filters = audio.mel_filterbank(N_MELS, N_FFT, SAMPLE_RATE, device=device)  # (40, 129)
 mel = filters @ power
 filters_np = to_numpy(filters)
@@ -163,10 +180,13 @@ ax.set(xlabel="frequency (Hz)", ylabel="weight (unit area: Slaney norm)",
              "not in Hz")
 fig.tight_layout()
 fig.savefig(out / "2_mel_filterbank.png", dpi=110)
-print(f"saved {out / '2_mel_filterbank.png'}")
+print(f"saved {common.show(out / '2_mel_filterbank.png')}")
 
 
-# %% 5. Log-mel, MFCC, deltas
+# %% [markdown]
+# ## 5. Log-mel, MFCC, deltas
+
+# %%
 log_mel = audio.power_to_db(mel, top_db=80.0)  # 10 log10(mel), floored 80 dB below the peak
 mfcc = audio.dct_matrix(N_MFCC, N_MELS, device=device, dtype=log_mel.dtype) @ log_mel  # = audio.mfcc(x, ...)
 with_deltas = audio.add_deltas(mfcc, order=2)
@@ -232,10 +252,13 @@ for ax, (name, image, y_extent, y_label) in zip(axes[1:], panels):
 axes[-1].set_xlabel("time (s)")
 fig.suptitle(f"{source}: each step of the pipeline")
 fig.savefig(out / "3_features.png", dpi=110)
-print(f"saved {out / '3_features.png'}")
+print(f"saved {common.show(out / '3_features.png')}")
 
 
-# %% 6. Ten digits, and the pipeline on a whole batch
+# %% [markdown]
+# ## 6. Ten digits, and the pipeline on a whole batch
+
+# %%
 if digits is not None:
     speaker = digits.speakers[index]
     picks = [int(np.flatnonzero((digits.targets == d) & (np.array(digits.speakers) == speaker))[0]) for d in range(10)]
@@ -252,7 +275,7 @@ if digits is not None:
             label_mel_axis(ax)
     fig.suptitle(f"Log-mel spectrograms of the ten digits, speaker {speaker}: what a spoken-digit model reads")
     fig.savefig(out / "4_ten_digits_log_mel.png", dpi=110)
-    print(f"\nsaved {out / '4_ten_digits_log_mel.png'}")
+    print(f"\nsaved {common.show(out / '4_ten_digits_log_mel.png')}")
 
     # All test recordings at once: pad or trim to 1 s, then one call computes every MFCC (no loop).
     count = 20 if args.smoke else len(digits.waveforms)
@@ -263,7 +286,10 @@ if digits is not None:
     print(f"batch: {count} recordings padded/trimmed to {batch.shape} -> MFCC + deltas {features.shape} "
           f"in {watch.seconds * 1e3:.0f} ms on {device}")
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 common.synchronize(device)
 print(f"\nlesson 09 | {source} | wall time {time.perf_counter() - lesson_start:.1f} s | "
       f"peak memory {common.peak_memory(device)} | device {device}")

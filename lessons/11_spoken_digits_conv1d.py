@@ -1,50 +1,52 @@
-"""Lesson 11: spoken digits with 1-D convolutions over time.
+# %% [markdown]
+# # Lesson 11: spoken digits with 1-D convolutions over time.
+#
+# The task of lesson 10 (FSDD, the same normalised log-mel features, the official split),
+# solved without recurrence. A 1-D convolution slides along time only: its input channels
+# are the 40 mel bands, and each filter looks at a few neighbouring frames of all bands at
+# once. Stacking them sees longer and longer stretches of the word. What this lesson
+# teaches, and why each choice was made:
+#
+# 1. **Mel bands as channels.** The features come as (N, 40, T), torchaudio's layout and
+#    exactly Conv1d's (N, C_in, L): no reshaping. A filter of width 5 at a 16 ms hop
+#    sees 5 frames, about 80 ms: a phoneme-sized piece of sound.
+# 2. **Conv -> BatchNorm -> ReLU blocks, max-pooling by 2 between them.** Batch norm lets
+#    a higher learning rate train stably (lesson 06); each pooling halves the time axis,
+#    so three blocks with kernels 5, 5, 3 see 5 + 4*2 + 2*4 = 21 frames (about 340 ms)
+#    per output frame, most of a spoken digit, for few weights. Conv layers before batch
+#    norm have no bias: the norm's shift would cancel it.
+# 3. **Padding, lengths and a masked average.** Convolutions need one rectangular array,
+#    so every clip is padded to the same 1.2 s (76 frames). After two poolings a clip of
+#    L valid frames covers ceil(L / 4) output frames; the classifier reads the mean of
+#    the features over those frames only, so how much padding a clip had does not change
+#    its prediction. (Convolutions work on all frames at once: no step-by-step loop over
+#    time as in the LSTM. On the CPU a batch costs this model about half what it costs
+#    lesson 10's; on a GPU, where the LSTM's 76 small steps cannot fill the device, the
+#    gap is far wider.)
+# 4. **SpecAugment on the batch, dropout before the classifier, AdamW (decoupled weight
+#    decay) with a one-cycle schedule**: regularisation for a small training set (2,700
+#    clips) and a schedule that needs no tuning of when to decay.
+# 5. **Measurement**: accuracy, per-class precision/recall/F1, the confusion matrix, the
+#    curves, and a checkpoint saved, reloaded and re-evaluated to the same predictions.
+#
+# The goal: at least 97 % test accuracy on the official split (takes 0-4 of each speaker
+# and digit). Compare with lesson 10: accuracy, training time and parameter count.
+#
+# Run:  python lessons/11_spoken_digits_conv1d.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
+# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (about 10 MB).
 
-The task of lesson 10 (FSDD, the same normalised log-mel features, the official split),
-solved without recurrence. A 1-D convolution slides along time only: its input channels
-are the 40 mel bands, and each filter looks at a few neighbouring frames of all bands at
-once. Stacking them sees longer and longer stretches of the word. What this lesson
-teaches, and why each choice was made:
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-1. **Mel bands as channels.** The features come as (N, 40, T), torchaudio's layout and
-   exactly Conv1d's (N, C_in, L): no reshaping. A filter of width 5 at a 16 ms hop
-   sees 5 frames, about 80 ms: a phoneme-sized piece of sound.
-2. **Conv -> BatchNorm -> ReLU blocks, max-pooling by 2 between them.** Batch norm lets
-   a higher learning rate train stably (lesson 06); each pooling halves the time axis,
-   so three blocks with kernels 5, 5, 3 see 5 + 4*2 + 2*4 = 21 frames (about 340 ms)
-   per output frame, most of a spoken digit, for few weights. Conv layers before batch
-   norm have no bias: the norm's shift would cancel it.
-3. **Padding, lengths and a masked average.** Convolutions need one rectangular array,
-   so every clip is padded to the same 1.2 s (76 frames). After two poolings a clip of
-   L valid frames covers ceil(L / 4) output frames; the classifier reads the mean of
-   the features over those frames only, so how much padding a clip had does not change
-   its prediction. (Convolutions work on all frames at once: no step-by-step loop over
-   time as in the LSTM. On the CPU a batch costs this model about half what it costs
-   lesson 10's; on a GPU, where the LSTM's 76 small steps cannot fill the device, the
-   gap is far wider.)
-4. **SpecAugment on the batch, dropout before the classifier, AdamW (decoupled weight
-   decay) with a one-cycle schedule**: regularisation for a small training set (2,700
-   clips) and a schedule that needs no tuning of when to decay.
-5. **Measurement**: accuracy, per-class precision/recall/F1, the confusion matrix, the
-   curves, and a checkpoint saved, reloaded and re-evaluated to the same predictions.
-
-The goal: at least 97 % test accuracy on the official split (takes 0-4 of each speaker
-and digit). Compare with lesson 10: accuracy, training time and parameter count.
-
-Run:  python lessons/11_spoken_digits_conv1d.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
-Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (about 10 MB).
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
-import matplotlib
+import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 
-matplotlib.use("Agg")  # write image files; no window needed
+common.use_agg_unless_notebook()  # Agg (image files, no window) in a script; inline figures in a notebook
 from tqdm import tqdm  # noqa: E402
 
-import common  # noqa: E402  (lessons/common.py: the flags and set-up every lesson shares)
 import minidl  # noqa: E402
 import minidl.nn as nn  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
@@ -66,13 +68,19 @@ device = common.setup(args)  # seeds, checks the device, makes --out
 out = Path(args.out)
 lesson_start = time.perf_counter()
 
-# %% 1. The data and its features, exactly as in lesson 10: (N, 40 bands, T frames) plus lengths
+# %% [markdown]
+# ## 1. The data and its features, exactly as in lesson 10: (N, 40 bands, T frames) plus lengths
+
+# %%
 data = common.spoken_digits(args, device, n_fft=256, hop_length=128, n_mels=40, max_seconds=args.max_seconds)
 classes, N_MELS = data.classes, data.n_mels
-print(f"saved {common.plot_spoken_digit(data, 0, out / 'audio_example.png')}")
+print(f"saved {common.show(common.plot_spoken_digit(data, 0, out / 'audio_example.png'))}")
 
 
-# %% 2. The model: three conv blocks over time, a masked average, a linear classifier
+# %% [markdown]
+# ## 2. The model: three conv blocks over time, a masked average, a linear classifier
+
+# %%
 def conv_block(in_channels, out_channels, kernel_size):
     """Conv1d -> BatchNorm1d -> ReLU; 'same' padding keeps the number of frames."""
     return nn.Sequential(
@@ -114,7 +122,10 @@ model = make_model()
 n_params = sum(p.numel() for p in model.parameters())
 print(f"\n{model}\n{n_params:,} parameters")
 
-# %% 3. Training: SpecAugment on the batch, AdamW + one-cycle
+# %% [markdown]
+# ## 3. Training: SpecAugment on the batch, AdamW + one-cycle
+
+# %%
 augment = None if args.no_augment else T.Compose([
     AT.FrequencyMasking(8),  # (B, F, T): frequency is axis -2, time axis -1 (the defaults)
     AT.TimeMasking(10),
@@ -161,21 +172,30 @@ for epoch in range(1, args.epochs + 1):
 print(f"(training accuracy is measured during training, with dropout on{'' if augment is None else ' and clips masked'},\n"
       " so it can trail the test accuracy)")
 
-# %% 4. How good is it? Per-class scores, the confusion matrix, the curves
+# %% [markdown]
+# ## 4. How good is it? Per-class scores, the confusion matrix, the curves
+
+# %%
 print(f"\ntest set ({len(data.test_y)} clips):")
 test_loss, predicted, targets = common.evaluate(model, test_loader)
 test_accuracy = common.report(predicted, targets, classes, out / "confusion_matrix.png",
                               title=f"FSDD test, 1-D CNN (width {args.width})")
-print(f"saved {plot.training_curves(history, out / 'training_curves.png', title='FSDD, 1-D CNN over log-mel')}")
+print(f"saved {common.show(plot.training_curves(history, out / 'training_curves.png', title='FSDD, 1-D CNN over log-mel'))}")
 
-# %% 5. Save, reload, re-evaluate: the checkpoint must give the same predictions
+# %% [markdown]
+# ## 5. Save, reload, re-evaluate: the checkpoint must give the same predictions
+
+# %%
 reloaded_accuracy = common.checkpoint_roundtrip(
     model, make_model, test_loader, out / "conv1d.npz",
     extra={"feature_mean": data.mean, "feature_std": data.std, "epochs": args.epochs,
            "features": {"n_fft": data.n_fft, "hop_length": data.hop_length, "n_mels": N_MELS,
                         "sample_rate": data.sample_rate, "max_seconds": args.max_seconds}})
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 goal = "meets" if test_accuracy >= 0.97 else "does NOT meet"
 print(f"\n{goal} the 97 % goal" + (" (a --smoke run trains on a tiny subset)" if args.smoke else ""))
 common.synchronize(device)

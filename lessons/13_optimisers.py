@@ -1,42 +1,45 @@
-"""Lesson 13: optimisers. SGD, momentum, Nesterov, RMSprop and Adam, side by side.
+# %% [markdown]
+# # Lesson 13: optimisers. SGD, momentum, Nesterov, RMSprop and Adam, side by side.
+#
+# Every optimiser here is a rule for turning the gradient g of the current batch into a step.
+# With lr the learning rate (PyTorch's equations, as minidl.optim implements them):
+#
+#     SGD        p <- p - lr g
+#     momentum   b <- mu b + g;                  p <- p - lr b
+#     Nesterov   b <- mu b + g;                  p <- p - lr (g + mu b)   (looks one step ahead)
+#     RMSprop    v <- alpha v + (1 - alpha) g^2; p <- p - lr g / (sqrt(v) + eps)
+#     Adam       m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
+#                p <- p - lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
+#
+# Why Adam divides by 1 - beta1^t (the bias correction). m starts at 0, so after t steps
+#
+#     m_t = (1 - beta1) (g_t + beta1 g_{t-1} + ... + beta1^(t-1) g_1) = (1 - beta1) sum_{i=1..t} beta1^(t-i) g_i.
+#
+# If the gradients are stationary (every g_i has the same mean E[g]), taking expectations gives
+#
+#     E[m_t] = E[g] (1 - beta1) sum_{k=0..t-1} beta1^k = E[g] (1 - beta1^t)
+#
+# (a geometric sum). So m_t is biased towards 0 by exactly the factor 1 - beta1^t, and
+# m_t / (1 - beta1^t) has expectation E[g]: it is unbiased at every t, not only once t is large.
+# The same argument with g^2 makes v_t / (1 - beta2^t) an unbiased estimate of E[g^2]. Without it,
+# with beta2 = 0.999 the first v is 0.001 g^2, and the first steps would be sqrt(1000)/10 ~ 3x too
+# large (uncorrected m/sqrt(v) = 0.1 g / sqrt(0.001 g^2) = 3.16 at t = 1). Section 1 measures both.
+#
+# This lesson measures:
+#
+# 1. Adam's moments on a stream of stationary random gradients, corrected and not, step by step;
+# 2. weight decay vs an L2 penalty: the same thing for SGD, not for Adam (Adam(weight_decay) vs AdamW);
+# 3. learning-rate schedules (StepLR, CosineAnnealingLR, OneCycleLR): lr against step;
+# 4. the five optimisers' paths on the Rosenbrock function, drawn over its contours, with the steps
+#    each needs to come within a tolerance of the minimum;
+# 5. the same five on a real model (lesson 03's spiral MLP): one start, one batch order, five loss curves.
+#
+# Run:  python lessons/13_optimisers.py [--device cuda] [--smoke] [--epochs N] [--out DIR]
 
-Every optimiser here is a rule for turning the gradient g of the current batch into a step.
-With lr the learning rate (PyTorch's equations, as minidl.optim implements them):
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-    SGD        p <- p - lr g
-    momentum   b <- mu b + g;                  p <- p - lr b
-    Nesterov   b <- mu b + g;                  p <- p - lr (g + mu b)   (looks one step ahead)
-    RMSprop    v <- alpha v + (1 - alpha) g^2; p <- p - lr g / (sqrt(v) + eps)
-    Adam       m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
-               p <- p - lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
-
-Why Adam divides by 1 - beta1^t (the bias correction). m starts at 0, so after t steps
-
-    m_t = (1 - beta1) (g_t + beta1 g_{t-1} + ... + beta1^(t-1) g_1) = (1 - beta1) sum_{i=1..t} beta1^(t-i) g_i.
-
-If the gradients are stationary (every g_i has the same mean E[g]), taking expectations gives
-
-    E[m_t] = E[g] (1 - beta1) sum_{k=0..t-1} beta1^k = E[g] (1 - beta1^t)
-
-(a geometric sum). So m_t is biased towards 0 by exactly the factor 1 - beta1^t, and
-m_t / (1 - beta1^t) has expectation E[g]: it is unbiased at every t, not only once t is large.
-The same argument with g^2 makes v_t / (1 - beta2^t) an unbiased estimate of E[g^2]. Without it,
-with beta2 = 0.999 the first v is 0.001 g^2, and the first steps would be sqrt(1000)/10 ~ 3x too
-large (uncorrected m/sqrt(v) = 0.1 g / sqrt(0.001 g^2) = 3.16 at t = 1). Section 1 measures both.
-
-This lesson measures:
-
-1. Adam's moments on a stream of stationary random gradients, corrected and not, step by step;
-2. weight decay vs an L2 penalty: the same thing for SGD, not for Adam (Adam(weight_decay) vs AdamW);
-3. learning-rate schedules (StepLR, CosineAnnealingLR, OneCycleLR): lr against step;
-4. the five optimisers' paths on the Rosenbrock function, drawn over its contours, with the steps
-   each needs to come within a tolerance of the minimum;
-5. the same five on a real model (lesson 03's spiral MLP): one start, one batch order, five loss curves.
-
-Run:  python lessons/13_optimisers.py [--device cuda] [--smoke] [--epochs N] [--out DIR]
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 from pathlib import Path
 
@@ -62,10 +65,14 @@ out = Path(args.out)
 lesson_start = time.perf_counter()
 
 
-# %% 1. Adam's bias correction, measured
+# %% [markdown]
+# ## 1. Adam's bias correction, measured
+#
 # A stream of stationary gradients: each step, every one of n independent "weights" gets a gradient
 # drawn from N(mean 1, std 0.5), so E[g] = 1 and E[g^2] = 1 + 0.25 = 1.25. We hand them to a real
 # Adam (its state is what we read) and average m and v over the n weights.
+
+# %%
 n = 1000 if args.smoke else 100_000
 beta1, beta2 = 0.9, 0.999
 weights = nn.Parameter(minidl.zeros(n, device=device))
@@ -90,7 +97,9 @@ print("The uncorrected m_t and v_t start near 0 (m_1 = 0.1 E[g], v_1 = 0.001 E[g
       "E[g] / sqrt(E[g^2]) = 1 / sqrt(1.25) = 0.89 (in units of lr).")
 
 
-# %% 2. Weight decay vs an L2 penalty
+# %% [markdown]
+# ## 2. Weight decay vs an L2 penalty
+#
 # An L2 penalty (lambda/2) |p|^2 adds lambda p to the gradient. For SGD that is the same as shrinking p
 # by (1 - lr lambda) every step ("weight decay"). An adaptive method divides the gradient by sqrt(v):
 # Adam(weight_decay) adds lambda p to g *before* that division, so a weight whose gradients are large
@@ -98,6 +107,8 @@ print("The uncorrected m_t and v_t start near 0 (m_1 = 0.1 E[g], v_1 = 0.001 E[g
 # Hutter) decays p by lr lambda p outside the moments, the same rate for every weight.
 # The measurement: two weights start at 1; their data gradients are zero-mean noise, RMS 10 and RMS 0.1,
 # the same noise for every optimiser. The shrink due to decay is p(without decay) - p(with decay).
+
+# %%
 steps, lr, lam = (50 if args.smoke else 500), 0.01, 0.01
 rng = np.random.default_rng(args.seed)
 noise = minidl.tensor(rng.standard_normal((steps, 2)) * np.array([10.0, 0.1]), device=device)
@@ -144,7 +155,10 @@ print("Adam's L2 term is divided by sqrt(v): the weight with large gradients is 
       "every step whatever its gradients, so both shrink by similar amounts (they differ as their p differ).")
 
 
-# %% 3. Learning-rate schedules: lr against step
+# %% [markdown]
+# ## 3. Learning-rate schedules: lr against step
+
+# %%
 def lr_curve(make_scheduler, total, momentum=0.0):
     opt = optim.SGD([nn.Parameter(minidl.zeros(1, device=device))], lr=0.1, momentum=momentum)
     scheduler = make_scheduler(opt)
@@ -166,16 +180,20 @@ schedules = {
 print(f"\n3. Schedules, base lr 0.1, {total} steps: lr at steps 0, 29, 30, 50, 99")
 for name, lrs in schedules.items():
     print(f"{name:<40} " + "  ".join(f"{lrs[i]:.5f}" for i in (0, 29, 30, 50, 99)))
-print(f"saved {plot.lines(schedules, out / 'lr_schedules.png', xlabel='step', ylabel='lr', title='Learning-rate schedules')}")
+print(f"saved {common.show(plot.lines(schedules, out / 'lr_schedules.png', xlabel='step', ylabel='lr', title='Learning-rate schedules'))}")
 
 
-# %% 4. Paths on the Rosenbrock function f(x, y) = (1 - x)^2 + 100 (y - x^2)^2
+# %% [markdown]
+# ## 4. Paths on the Rosenbrock function f(x, y) = (1 - x)^2 + 100 (y - x^2)^2
+#
 # A long, curved, narrow valley with its minimum at (1, 1): steep across the valley (curvature ~1000 near the
 # minimum), nearly flat along it (~0.4). Plain SGD must keep lr below about 2/1000 to stay stable across the
 # valley, so along it each step shrinks the distance by only ~lr * 0.4; momentum adds up its steps along the
 # valley (at the same lr its steady-direction step is 10x larger); RMSprop and Adam divide each coordinate's
 # step by that coordinate's gradient RMS. Each gets a learning rate that suits it (a coarse hand sweep:
 # SGD 1e-3..2e-3, momentum 1e-4..1e-3, RMSprop 1e-3..1e-2, Adam 1e-2..1e-1; the fastest stable one kept).
+
+# %%
 def rosenbrock(p):
     x, y = p[0], p[1]
     return (1 - x) ** 2 + 100 * (y - x * x) ** 2
@@ -225,10 +243,13 @@ ax.set_ylabel("y")
 ax.legend(fontsize=8, loc="upper left")
 ax.set_title(f"Rosenbrock: {args.rosenbrock_steps} steps from {tuple(start_point)} (contours of log10 f)")
 fig.savefig(out / "rosenbrock_paths.png", dpi=110)
-print(f"saved {out / 'rosenbrock_paths.png'}")
+print(f"saved {common.show(out / 'rosenbrock_paths.png')}")
 
 
-# %% 5. A real model: lesson 03's spiral MLP, one start, one batch order, five optimisers
+# %% [markdown]
+# ## 5. A real model: lesson 03's spiral MLP, one start, one batch order, five optimisers
+
+# %%
 X, y = datasets.spiral(20 if args.smoke else 100, classes=3, noise=0.2, seed=args.seed)
 inputs, targets = minidl.tensor(X, device=device), minidl.tensor(y, device=device)
 
@@ -276,9 +297,12 @@ for name, make in model_optimizers.items():
     histories[name] = losses
     below = next((str(i + 1) for i, v in enumerate(losses) if v < 0.3), "never")
     print(f"{name:<24} {losses[-1]:>10.4f} {accuracies[name]:>10.1%} {below:>21} {seconds:>6.1f}s")
-print(f"saved {plot.lines(histories, out / 'spiral_loss_curves.png', xlabel='epoch', ylabel='mean training loss', title='Spiral MLP: one start, five optimisers', logy=True)}")
+print(f"saved {common.show(plot.lines(histories, out / 'spiral_loss_curves.png', xlabel='epoch', ylabel='mean training loss', title='Spiral MLP: one start, five optimisers', logy=True))}")
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 common.synchronize(device)
 best = max(accuracies, key=accuracies.get)
 print(f"\nlesson 13 | best spiral training accuracy {accuracies[best]:.1%} ({best}) | wall time "

@@ -1,67 +1,70 @@
-"""Lesson 14: training within a budget. What mixed precision, gradient accumulation, early
-stopping and more augmentation cost and buy, measured side by side on CIFAR-10.
+# %% [markdown]
+# # Lesson 14: training within a budget. What mixed precision, gradient accumulation, early
+# stopping and more augmentation cost and buy, measured side by side on CIFAR-10.
+#
+# Training is paid for in time and in memory, and four standard techniques trade them:
+#
+# 1. **Mixed precision** (`minidl.amp`). Inside `amp.autocast()` the matrix products of
+#    convolutions and dense layers run in float16 on float16 copies of their inputs, while
+#    losses, softmax, reductions and batch-norm statistics stay in float32, and the weights
+#    themselves stay float32 ("master weights": an update of 1e-4 on a weight of 1 is lost in
+#    float16, whose spacing near 1 is 1e-3). Small gradients underflow in float16 (below 6e-8
+#    they are 0), so `amp.GradScaler` multiplies the loss by a large scale S before backward
+#    (every gradient is then S times larger, by the chain rule), divides the gradients by S
+#    before the optimizer step, skips the step when a gradient overflowed to inf, and halves S
+#    then; after 2000 clean steps it doubles S again. Activations stored for backward take half
+#    the memory. Time is another matter: a GPU's tensor cores are built for float16 products
+#    (run with `--device cuda` to measure what they give), but NumPy has no float16 matrix
+#    product in BLAS (part 4 times it), so on the CPU minidl multiplies float16 inputs in float32
+#    and rounds the result to float16 (the numbers a tensor core gives), and NumPy's float16
+#    elementwise work and conversions still make the whole step slower than float32 there.
+# 2. **Gradient accumulation.** The gradient of a mean loss over a batch of B samples is the
+#    mean of the gradients over k chunks of B/k:
+#
+#        d/dw (1/B) sum_i L_i = (1/k) sum_j [ d/dw (k/B) sum_{i in chunk j} L_i ]
+#
+#    so `(loss / k).backward()` on each chunk (gradients add up in `.grad`) and one
+#    `optimizer.step()` after the k-th gives the batch-B step with the memory of batch B/k.
+#    Exactly, for layers that treat samples independently; batch norm does not (it normalises
+#    with the statistics of the chunk it sees), and part 2 measures by how much.
+# 3. **Early stopping** on a validation split held out of the training set (never the test
+#    set, which must stay unseen until the end): stop when the validation accuracy has not
+#    improved for `patience` epochs, and go back to the best weights. The same validation
+#    accuracy drives `ReduceLROnPlateau`, which halves the learning rate after an epoch
+#    without improvement: smaller steps often find a little more before stopping is right.
+# 4. **Augmentation by rotation**, on the device, one random angle per image, on top of random
+#    crops and flips: more varied training images, at a cost per batch.
+#
+# The table at the end puts time per epoch, peak memory, epochs and test accuracy side by side.
+# On the CPU the default is a small budget (a 10,000-image subset, a few epochs) so the whole
+# lesson runs in minutes; with `--device cuda` give it the full set (`--train-size 50000`).
+#
+# Measured with the defaults on the 2-core build machine (numpy, seed 0, 2026-12-06, 405 s):
+#
+#     run                                         s/epoch  peak step memory  epochs    test acc
+#     float32, crop + flip                            8.6        131.3 MiB   4 of 4       43.6 %
+#     mixed precision (float16 products)             33.5         90.2 MiB   4 of 4       45.3 %
+#     batch 512, one step                             7.6        523.1 MiB   4 of 4       34.8 %
+#     batch 512 = 4 x 128 accumulated                 8.4        131.9 MiB   4 of 4       34.9 %
+#     rotation + crop + flip                          8.5        131.3 MiB   4 of 4       40.2 %
+#     no augmentation, early stopping (patience 2)    7.8        131.3 MiB  15 of 20      50.3 %
+#
+# Mixed precision took 31 % less memory per step and did not cost accuracy here (45.3 % against
+# 43.6 %; one of its 280 steps overflowed and was skipped, the scale halved to 32768), but on NumPy
+# it was 3.9x slower.
+# Four accumulated chunks of 128 gave the batch-512 result (34.8 % and 34.9 %) with a quarter of
+# its memory; both trail batch 128 because four times fewer steps fit in the same epochs. Rotation
+# on top of crop and flip cost 3.4 points in this 4-epoch budget: a harder training task needs more
+# epochs to pay off (try `--epochs 20`; not measured here). Without augmentation, early stopping
+# ended the run 5 epochs early and went back to the best validation epoch (13).
+#
+# Run:  python lessons/14_training_on_a_budget.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
+# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
 
-Training is paid for in time and in memory, and four standard techniques trade them:
+# %% [markdown]
+# ## Setup: arguments, device, output folder
 
-1. **Mixed precision** (``minidl.amp``). Inside ``amp.autocast()`` the matrix products of
-   convolutions and dense layers run in float16 on float16 copies of their inputs, while
-   losses, softmax, reductions and batch-norm statistics stay in float32, and the weights
-   themselves stay float32 ("master weights": an update of 1e-4 on a weight of 1 is lost in
-   float16, whose spacing near 1 is 1e-3). Small gradients underflow in float16 (below 6e-8
-   they are 0), so ``amp.GradScaler`` multiplies the loss by a large scale S before backward
-   (every gradient is then S times larger, by the chain rule), divides the gradients by S
-   before the optimizer step, skips the step when a gradient overflowed to inf, and halves S
-   then; after 2000 clean steps it doubles S again. Activations stored for backward take half
-   the memory. Time is another matter: a GPU's tensor cores are built for float16 products
-   (run with ``--device cuda`` to measure what they give), but NumPy has no float16 matrix
-   product in BLAS (part 4 times it), so on the CPU minidl multiplies float16 inputs in float32
-   and rounds the result to float16 (the numbers a tensor core gives), and NumPy's float16
-   elementwise work and conversions still make the whole step slower than float32 there.
-2. **Gradient accumulation.** The gradient of a mean loss over a batch of B samples is the
-   mean of the gradients over k chunks of B/k:
-
-       d/dw (1/B) sum_i L_i = (1/k) sum_j [ d/dw (k/B) sum_{i in chunk j} L_i ]
-
-   so ``(loss / k).backward()`` on each chunk (gradients add up in ``.grad``) and one
-   ``optimizer.step()`` after the k-th gives the batch-B step with the memory of batch B/k.
-   Exactly, for layers that treat samples independently; batch norm does not (it normalises
-   with the statistics of the chunk it sees), and part 2 measures by how much.
-3. **Early stopping** on a validation split held out of the training set (never the test
-   set, which must stay unseen until the end): stop when the validation accuracy has not
-   improved for ``patience`` epochs, and go back to the best weights. The same validation
-   accuracy drives ``ReduceLROnPlateau``, which halves the learning rate after an epoch
-   without improvement: smaller steps often find a little more before stopping is right.
-4. **Augmentation by rotation**, on the device, one random angle per image, on top of random
-   crops and flips: more varied training images, at a cost per batch.
-
-The table at the end puts time per epoch, peak memory, epochs and test accuracy side by side.
-On the CPU the default is a small budget (a 10,000-image subset, a few epochs) so the whole
-lesson runs in minutes; with ``--device cuda`` give it the full set (``--train-size 50000``).
-
-Measured with the defaults on the 2-core build machine (numpy, seed 0, 2026-12-06, 405 s):
-
-    run                                         s/epoch  peak step memory  epochs    test acc
-    float32, crop + flip                            8.6        131.3 MiB   4 of 4       43.6 %
-    mixed precision (float16 products)             33.5         90.2 MiB   4 of 4       45.3 %
-    batch 512, one step                             7.6        523.1 MiB   4 of 4       34.8 %
-    batch 512 = 4 x 128 accumulated                 8.4        131.9 MiB   4 of 4       34.9 %
-    rotation + crop + flip                          8.5        131.3 MiB   4 of 4       40.2 %
-    no augmentation, early stopping (patience 2)    7.8        131.3 MiB  15 of 20      50.3 %
-
-Mixed precision took 31 % less memory per step and did not cost accuracy here (45.3 % against
-43.6 %; one of its 280 steps overflowed and was skipped, the scale halved to 32768), but on NumPy
-it was 3.9x slower.
-Four accumulated chunks of 128 gave the batch-512 result (34.8 % and 34.9 %) with a quarter of
-its memory; both trail batch 128 because four times fewer steps fit in the same epochs. Rotation
-on top of crop and flip cost 3.4 points in this 4-epoch budget: a harder training task needs more
-epochs to pay off (try ``--epochs 20``; not measured here). Without augmentation, early stopping
-ended the run 5 epochs early and went back to the best validation epoch (13).
-
-Run:  python lessons/14_training_on_a_budget.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
-Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
-"""
-
-# %% Setup: arguments, device, output folder
+# %%
 import time
 import tracemalloc
 from pathlib import Path
@@ -88,7 +91,10 @@ device = common.setup(args)
 out = Path(args.out)
 lesson_start = time.perf_counter()
 
-# %% 1. The data, with a validation split held out of the training images
+# %% [markdown]
+# ## 1. The data, with a validation split held out of the training images
+
+# %%
 train_x, train_y, test_x, test_y, classes = common.cifar10(args, args.train_size, args.test_size)
 train_set, val_set = random_split(ArrayDataset(train_x, train_y), [0.9, 0.1], generator=args.seed)
 print(f"{len(train_set):,} images to train on, {len(val_set):,} held out for validation (early stopping)")
@@ -110,7 +116,10 @@ def make_model(batch_norm=False):
     ).to(device)
 
 
-# %% 2. Gradient accumulation: k chunks of B/k give the gradient of one batch of B
+# %% [markdown]
+# ## 2. Gradient accumulation: k chunks of B/k give the gradient of one batch of B
+
+# %%
 def gradients(model, x, y, chunks):
     """The gradient of the mean loss over (x, y), accumulated over ``chunks`` equal chunks."""
     model.zero_grad()
@@ -132,7 +141,10 @@ print("Without batch norm they agree to rounding; batch norm normalises each chu
       "variance, so its accumulated gradient is that of a different function of the batch.")
 
 
-# %% 3. One training run, under a configuration; everything the table needs comes back
+# %% [markdown]
+# ## 3. One training run, under a configuration; everything the table needs comes back
+
+# %%
 def train(name, epochs, augment, batch_size=args.batch_size, use_amp=False, accumulate=1, early_stopping=False):
     """Adam on the training split, one optimizer step per batch of ``batch_size`` images, which
     go through the model in ``accumulate`` chunks; with ``early_stopping``, the validation
@@ -209,7 +221,10 @@ def peak_memory_of(step, batch):
     return peak
 
 
-# %% 4. The runs
+# %% [markdown]
+# ## 4. The runs
+
+# %%
 if device.type == "cpu":  # why float16 on NumPy is not about speed: no float16 BLAS
     a32 = np.random.default_rng(args.seed).standard_normal((512, 512)).astype(np.float32)
     seconds = {}
@@ -234,7 +249,10 @@ rows.append(train("rotation + crop + flip", args.epochs, rotate_crop_flip))
 rows.append(train(f"no augmentation, early stopping (patience {args.patience})", 5 * args.epochs, to_unit_range,
                   early_stopping=True))
 
-# %% 5. Side by side
+# %% [markdown]
+# ## 5. Side by side
+
+# %%
 table = [f"{'run':<50} {'s/epoch':>8} {'peak step memory':>17} {'epochs':>8} {'test acc':>8}"]
 for row in rows:
     table.append(f"{row['run']:<50} {row['s/epoch']:>8.1f} {row['peak'] / 2**20:>13.1f} MiB {row['epochs']:>8} "

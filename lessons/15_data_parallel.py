@@ -1,36 +1,39 @@
-"""Lesson 15: data-parallel SGD. Two processes with batch 32 each take the steps of one with batch 64.
+# %% [markdown]
+# # Lesson 15: data-parallel SGD. Two processes with batch 32 each take the steps of one with batch 64.
+#
+# Data parallelism copies the whole model into every process (a "rank") and gives each rank a
+# different shard of every batch. Why that trains the same model as one big batch: for a loss
+# that is a MEAN over the samples, a batch B of R*b samples cut into R shards B_1..B_R of b each,
+#
+#     L(w) = 1/(R b) sum_{i in B} l_i(w)
+#          = 1/R sum_r [ 1/b sum_{i in B_r} l_i(w) ]  =  1/R sum_r L_r(w)
+#
+# and differentiation is linear, so
+#
+#     dL/dw = 1/R sum_r dL_r/dw.
+#
+# Each rank computes dL_r/dw on its own 32 samples; one all-reduce adds the R gradients up
+# on every rank, each divides by R, and all ranks take the same optimizer step from the same
+# weights: the copies stay identical, and the step is the step of batch R*b = 64. (Two
+# conditions: equal shard sizes, hence drop_last; and nothing that mixes samples inside a
+# batch, which batch norm does: its statistics would be per shard.)
+#
+# What this lesson measures:
+# 1. the loss curve of R processes x batch 32 (the mean of the shards' losses, itself an
+#    all-reduce) against 1 process x batch 64 from the same initial weights and the same order
+#    of samples, computed on rank 0: the largest difference is float32 rounding;
+# 2. the cost of the communication: seconds in the all-reduces against the whole step, and the
+#    bytes each rank sends per step (every gradient, once).
+#
+# Run:  mpiexec -n 2 python lessons/15_data_parallel.py [--smoke]   (two processes)
+#       python lessons/15_data_parallel.py                        (one process: the reference)
+# Needs mpi4py for the group (pip install -e '.[distributed]'); without it, plain python runs
+# the one-process reference alone. --device cuda uses NCCL (one GPU per rank).
 
-Data parallelism copies the whole model into every process (a "rank") and gives each rank a
-different shard of every batch. Why that trains the same model as one big batch: for a loss
-that is a MEAN over the samples, a batch B of R*b samples cut into R shards B_1..B_R of b each,
+# %% [markdown]
+# ## Setup: the process group, arguments, device
 
-    L(w) = 1/(R b) sum_{i in B} l_i(w)
-         = 1/R sum_r [ 1/b sum_{i in B_r} l_i(w) ]  =  1/R sum_r L_r(w)
-
-and differentiation is linear, so
-
-    dL/dw = 1/R sum_r dL_r/dw.
-
-Each rank computes dL_r/dw on its own 32 samples; one all-reduce adds the R gradients up
-on every rank, each divides by R, and all ranks take the same optimizer step from the same
-weights: the copies stay identical, and the step is the step of batch R*b = 64. (Two
-conditions: equal shard sizes, hence drop_last; and nothing that mixes samples inside a
-batch, which batch norm does: its statistics would be per shard.)
-
-What this lesson measures:
-1. the loss curve of R processes x batch 32 (the mean of the shards' losses, itself an
-   all-reduce) against 1 process x batch 64 from the same initial weights and the same order
-   of samples, computed on rank 0: the largest difference is float32 rounding;
-2. the cost of the communication: seconds in the all-reduces against the whole step, and the
-   bytes each rank sends per step (every gradient, once).
-
-Run:  mpiexec -n 2 python lessons/15_data_parallel.py [--smoke]   (two processes)
-      python lessons/15_data_parallel.py                        (one process: the reference)
-Needs mpi4py for the group (pip install -e '.[distributed]'); without it, plain python runs
-the one-process reference alone. --device cuda uses NCCL (one GPU per rank).
-"""
-
-# %% Setup: the process group, arguments, device
+# %%
 import time
 from pathlib import Path
 
@@ -68,7 +71,10 @@ lesson_start = time.perf_counter()
 say(f"\n{world} process{'es' if world > 1 else ''} ({backend if available else 'no group'}), batch "
     f"{args.batch_size} per rank: steps of batch {args.batch_size * world}")
 
-# %% 1. The data: the same spiral on every rank (each will read only its shard)
+# %% [markdown]
+# ## 1. The data: the same spiral on every rank (each will read only its shard)
+
+# %%
 classes = 3
 X, y = datasets.spiral(100 if args.smoke else 1000, classes=classes, noise=0.2, seed=args.seed)
 dataset = ArrayDataset(X, y)
@@ -85,11 +91,15 @@ model = mlp()
 parameters = sum(p.data.size for p in model.parameters())
 
 
-# %% 2. One training loop for both runs
+# %% [markdown]
+# ## 2. One training loop for both runs
+#
 # The sampler decides which samples a rank sees: every epoch all ranks draw the same permutation
 # (seed + epoch) and rank r keeps positions r, r+R, r+2R, ... So rank r's k-th batch of 32 holds
 # positions 64k + r, 64k + r + 2, ...: together the ranks' k-th batches are exactly positions
 # 64k .. 64k+63 of the permutation, the k-th batch of 64 of one process using the same permutation.
+
+# %%
 def train(model, world_size, rank_here, batch_size, ddp=None):
     """SGD with momentum over the shard of ``rank_here``; returns the per-step losses (a Tensor,
     one host copy at the end) and the per-step seconds of the step and of its all-reduces."""
@@ -112,7 +122,10 @@ def train(model, world_size, rank_here, batch_size, ddp=None):
     return minidl.stack(losses), np.array(step_seconds), np.array(comm_seconds)
 
 
-# %% 3. The data-parallel run (a group of one under plain python)
+# %% [markdown]
+# ## 3. The data-parallel run (a group of one under plain python)
+
+# %%
 ddp = dist.DistributedDataParallel(model) if available else None  # broadcasts rank 0's weights
 start = {name: value.numpy().copy() for name, value in model.state_dict().items()}  # rank 0's, on every rank
 shard_losses, step_s, comm_s = train(model, world, rank, args.batch_size, ddp)
@@ -125,10 +138,14 @@ with minidl.no_grad():
 say(f"\n{world} x batch {args.batch_size}: {len(curve)} steps, loss {curve[0]:.4f} -> {curve[-1]:.4f}, "
     f"training accuracy {accuracy:.1%}")
 
-# %% 4. What the communication costs
+# %% [markdown]
+# ## 4. What the communication costs
+#
 # Every step each rank sends every gradient once (all-reduce of the buckets), plus a count of the
 # parameters it used: bytes = 4 * parameters + 8 * tensors. Timed on the host around the reduction,
 # so it includes waiting for the slower rank: an all-reduce ends only when every rank has arrived.
+
+# %%
 if ddp is not None:
     skip = min(5, len(step_s) - 1)  # the first steps warm caches up
     step, comm = np.median(step_s[skip:]), np.median(comm_s[skip:])
@@ -139,7 +156,10 @@ if ddp is not None:
         f"({parameters:,} float32 gradients in {len(ddp.buckets)} bucket(s) + the used-parameter counts); "
         f"{stats['bytes'] / max(comm, 1e-9) / 2**30:.2f} GiB/s")
 
-# %% 5. The reference: one process, batch 32 R, same start, same order (rank 0 computes it)
+# %% [markdown]
+# ## 5. The reference: one process, batch 32 R, same start, same order (rank 0 computes it)
+
+# %%
 if world > 1 and rank == 0:
     reference_model = mlp()
     reference_model.load_state_dict(start)
@@ -153,12 +173,15 @@ if world > 1 and rank == 0:
           " the last-bit differences step after step; in float64 the curves agree to 1e-12: tests/test_distributed.py)")
     series = {f"{world} processes x batch {args.batch_size}": curve, f"1 process x batch {args.batch_size * world}":
               reference}
-    print(f"saved {plot.lines(series, out / 'loss_curves.png', xlabel='step', ylabel='training loss', logy=True)}")
+    print(f"saved {common.show(plot.lines(series, out / 'loss_curves.png', xlabel='step', ylabel='training loss', logy=True))}")
 elif world == 1:
     say("one process: this is the reference curve; run `mpiexec -n 2 python lessons/15_data_parallel.py` "
         "to train on two and compare")
 
-# %% Measurements for the results table
+# %% [markdown]
+# ## Measurements for the results table
+
+# %%
 say(f"\nlesson 15 | {world} process(es) x batch {args.batch_size} | final loss {curve[-1]:.4f} | training "
     f"accuracy {accuracy:.1%} | wall time {time.perf_counter() - lesson_start:.1f} s | peak memory "
     f"{common.peak_memory(device)} | device {device}")

@@ -7,17 +7,79 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import minidl
 
+REPO = Path(__file__).resolve().parents[1]  # the repository root: relative default paths mean folders here
+LESSON_ARGS_ENV = "MINIDL_LESSON_ARGS"  # a lesson's flags when it runs as a notebook, e.g. "--smoke --out /tmp/x"
+
+
+# --------------------------------------------------------------------------- #
+# Running as a script or as a notebook (jupytext opens every lesson as one)
+# --------------------------------------------------------------------------- #
+def in_notebook() -> bool:
+    """True inside a Jupyter (IPython) kernel, False in a plain ``python lessons/NN_x.py`` run."""
+    return "ipykernel" in sys.modules
+
+
+def use_agg_unless_notebook() -> None:
+    """Draw to files with matplotlib's Agg backend (no window) in a script; in a notebook,
+    leave the kernel's inline backend alone."""
+    if not in_notebook():
+        import matplotlib
+
+        matplotlib.use("Agg")
+
+
+def show(path):
+    """Display a saved figure (a PNG file) inline in a notebook; in a script, do nothing.
+    Returns ``path``, so ``print(f"saved {common.show(path)}")`` works in both."""
+    if in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
+    return path
+
+
+def _resolve(path):
+    """A relative path as a folder of the repository root (absolute paths are kept)."""
+    return str(path if Path(path).is_absolute() else REPO / path)
+
+
+class LessonParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` for lessons that also works in a notebook.
+
+    * In a notebook the kernel's ``sys.argv`` is not the lesson's: the flags come from
+      ``$MINIDL_LESSON_ARGS`` instead (none when it is unset).
+    * Unknown flags are ignored (``parse_known_args``), so a lesson's cells run anywhere.
+    * The defaults of ``--out`` and ``--data`` are folders of the repository root
+      (``runs/...``, ``datasets``), wherever the lesson is run or the notebook opened;
+      paths given on the command line keep their usual meaning (relative to the
+      current directory).
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args is None and in_notebook():
+            args = shlex.split(os.environ.get(LESSON_ARGS_ENV, ""))
+        parsed, unknown = super().parse_known_args(args, namespace)
+        for name in ("out", "data"):
+            given = getattr(parsed, name, None)
+            if given is not None and given == self.get_default(name) and not Path(given).is_absolute():
+                setattr(parsed, name, _resolve(given))
+        if getattr(parsed, "data", False) is None and not os.environ.get("MINIDL_DATA"):
+            parsed.data = _resolve("datasets")  # what ./datasets means when run from the repository root
+        return parsed, unknown
+
 
 def parser(description: str, epochs: int | None = None, batch_size: int | None = None, out: str = "runs/lesson"):
     """The flags every lesson takes; a lesson adds its own to the returned parser."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = LessonParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     if epochs is not None:
         p.add_argument("--epochs", type=int, default=epochs, help=f"passes over the training set (default: {epochs})")
@@ -111,7 +173,7 @@ def report(predicted, targets, class_names, path, title: str = "confusion matrix
     print(metrics.classification_report(matrix, class_names))
     print("confusion matrix (rows: true class, columns: predicted):")
     print(matrix)
-    print(f"saved {plot.confusion(matrix, class_names, path, title=title)}")
+    print(f"saved {show(plot.confusion(matrix, class_names, path, title=title))}")
     return metrics.accuracy(predicted, targets)
 
 
