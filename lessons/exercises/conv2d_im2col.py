@@ -1,5 +1,8 @@
 """Exercise: a 2-D convolution through im2col, forward and backward.
 
+Do ``im2col_col2im`` first: this file uses YOUR im2col and col2im (it loads them from
+im2col_col2im.py beside it).
+
 PyTorch's layout, argument order and arithmetic (torch.nn.functional.conv2d):
 
     x      (N, C, H, W)       a batch of images
@@ -9,58 +12,34 @@ PyTorch's layout, argument order and arithmetic (torch.nn.functional.conv2d):
 
     y[n, f, i, j] = bias[f] + sum_{c, p, q} weight[f, c, p, q] * xpad[n, c, i*stride + p, j*stride + q]
 
-where xpad is x with ``padding`` zeros on every side of H and W.
+where xpad is x with ``padding`` zeros on every side of H and W. With
+cols = im2col(x, KH, KW, stride, padding), shape (N, OH, OW, C*KH*KW), that sum is one
+matrix product: the row cols[n, i, j, :] against the flattened filter weight[f] (same
+(c, p, q) order as weight.reshape(F, C*KH*KW)).
 
-im2col turns that sum into one matrix product. Cut the KH x KW window under every output
-position out of xpad (all channels) and lay it out as one row, in (c, p, q) order:
-
-    cols (N, OH, OW, C*KH*KW)     cols[n, i, j, (c, p, q)] = xpad[n, c, i*stride + p, j*stride + q]
-    y = cols @ weight.reshape(F, C*KH*KW).T + bias     -> (N, OH, OW, F); then move F to axis 1
-
-col2im is its adjoint: it ADDS every row of a cols-shaped array back into the window it
-came from (windows overlap when stride < KH, and overlaps add up), then drops the padding:
-
-    col2im(cols, x_shape, ...) -> (N, C, H, W)
-
-Derive the backward, with gy (N, F, OH, OW) moved to rows g (N, OH, OW, F):
-
-    d weight = sum over n, i, j of  g[n, i, j, :]^T cols[n, i, j, :]   -> reshape to (F, C, KH, KW)
-    d bias   = gy summed over n, i, j                                   (F,)
-    d x      = col2im(g @ weight.reshape(F, C*KH*KW))                   (N, C, H, W)
-
-Write, in this order (the checker tests the forward first): ``im2col``, ``Conv2d.forward``,
-``col2im``, ``Conv2d.backward``. im2col and col2im work on arrays (numpy or cupy: use
-``xp = get_array_module(x)``); a Python loop over the KH*KW kernel offsets (p, q) is fine,
-a loop over samples or pixels is not. Conv2d.backward may work on arrays too
-(``gy.data``) and wrap its results with ``Tensor(array)``.
+Write ``Conv2d.forward`` (return y as (N, F, OH, OW); keep what the backward needs on
+``self``), then derive and write ``Conv2d.backward``: gy (N, F, OH, OW) in, and
+(dx, dweight, dbias) out, shaped like x, weight and bias. You have met both halves
+before: a matrix product (the matmul exercise) and the adjoint of im2col.
+Conv2d.backward may work on arrays (``gy.data``) and wrap its results with ``Tensor(array)``.
 
 Check it:  python -m minidl.exercises check conv2d_im2col
 """
 
+from pathlib import Path
+
 from minidl import Function, Tensor  # noqa: F401  (Tensor: to wrap the gradients you compute)
-from minidl.backend import get_array_module  # noqa: F401
 
 
-def output_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
+def _from_sibling(filename, *names):
+    """Load names from another exercise file in this folder (your im2col_col2im.py)."""
+    path = Path(__file__).with_name(filename)
+    namespace = {"__file__": str(path), "__name__": path.stem}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    return [namespace[name] for name in names]
 
 
-def im2col(x, kh, kw, stride, padding):
-    """x (N, C, H, W) -> cols (N, OH, OW, C*KH*KW)."""
-    raise NotImplementedError(
-        "im2col: pad x, then for each kernel offset (p, q) copy xpad[:, :, p : p + stride*OH : stride, "
-        "q : q + stride*OW : stride] into an array of shape (N, C, KH, KW, OH, OW); "
-        "return it transposed to (N, OH, OW, C, KH, KW) and reshaped to (N, OH, OW, C*KH*KW)"
-    )
-
-
-def col2im(cols, x_shape, kh, kw, stride, padding):
-    """cols (N, OH, OW, C*KH*KW) -> (N, C, H, W): the adjoint of im2col (overlaps add up)."""
-    raise NotImplementedError(
-        "col2im: undo im2col's reshape and transpose to get (N, C, KH, KW, OH, OW), then for each "
-        "kernel offset (p, q) ADD [:, :, p, q] into the same strided slice of a zero padded image; "
-        "return the image without its padding, shape x_shape"
-    )
+im2col, col2im = _from_sibling("im2col_col2im.py", "im2col", "col2im")
 
 
 class Conv2d(Function):
@@ -69,16 +48,14 @@ class Conv2d(Function):
 
     def forward(self, x, weight, bias):
         raise NotImplementedError(
-            "Conv2d.forward: cols = im2col(x, KH, KW, stride, padding); "
-            "y = cols @ weight.reshape(F, -1).T + bias, shape (N, OH, OW, F); return it transposed "
-            "to (N, F, OH, OW) (keep cols on self for the backward)"
+            "Conv2d.forward: y (N, F, OH, OW) from cols = im2col(x, KH, KW, stride, padding) and "
+            "weight.reshape(F, -1) in one matrix product, plus bias (keep cols on self for the backward)"
         )
 
     def backward(self, gy):
         raise NotImplementedError(
-            "Conv2d.backward: return (dx, dweight, dbias) as Tensors shaped like x, weight, bias: "
-            "with g = gy moved to (N, OH, OW, F): dweight = g^T @ cols summed over n, i, j, "
-            "dbias = gy summed over (0, 2, 3), dx = col2im(g @ weight.reshape(F, -1), ...)"
+            "Conv2d.backward: return (dx, dweight, dbias) as Tensors shaped like x, weight and bias; "
+            "derive them from the matrix product in forward and the adjoint of im2col"
         )
 
 

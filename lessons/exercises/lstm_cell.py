@@ -12,16 +12,11 @@ The forward is written for you:
 tanh(c_new) for you on ``self`` (arrays, each (N, H)).
 
 backward receives TWO gradients, gh = dL/dh_new and gc = dL/dc_new (each (N, H)), and
-returns six, one per input: (dx, dh, dc, dweight_ih, dweight_hh, dbias). Derive, in order:
-
-    dc_new = gc + gh * o * (1 - tanh(c_new)**2)    c_new reaches L directly and through h_new
-    do = gh * tanh(c_new)
-    di = dc_new * g      df = dc_new * c      dg = dc_new * i
-    dc = dc_new * f                                       the gradient for the old cell state
-    da_i = di * i * (1 - i)   da_f = df * f * (1 - f)   da_g = dg * (1 - g**2)   da_o = do * o * (1 - o)
-    da = [da_i, da_f, da_g, da_o] joined along dim 1        (N, 4H)
-    dx = da @ weight_ih     dh = da @ weight_hh     dweight_ih = da.T @ x
-    dweight_hh = da.T @ h   dbias = da summed over the batch axis
+returns six, one per input: (dx, dh, dc, dweight_ih, dweight_hh, dbias). Derive them,
+in this order: the total gradient of c_new (it reaches L directly AND through h_new),
+the gradients of the four gates i, f, g, o, the gradient for the old state c, the
+gradient da (N, 4H) of the preactivations (blocks in the order i, f, g, o), and from da
+the gradients of x, h, the two weights and the bias.
 
 Shapes: x (N, I); h, c (N, H); weight_ih (4H, I); weight_hh (4H, H); bias (4H,).
 ``self.inputs`` is (x, h, c, weight_ih, weight_hh, bias), as Tensors. Tensor ops mix
@@ -47,9 +42,8 @@ class LSTMCell(Function):
 
     def backward(self, gh, gc):
         raise NotImplementedError(
-            "LSTMCell.backward: from gh and gc compute dc_new, then the gate gradients di, df, dg, do, "
-            "then da (N, 4H) through each gate's nonlinearity; return (da @ weight_ih, da @ weight_hh, "
-            "dc_new * f, da.T @ x, da.T @ h, da summed over dim 0)"
+            "LSTMCell.backward: from gh and gc derive the gradient of c_new, then of the gates i, f, g, o, "
+            "then da (N, 4H); return (dx, dh, dc, dweight_ih, dweight_hh, dbias) shaped like the six inputs"
         )
 
 

@@ -8,15 +8,14 @@ where the leading "batch" axes broadcast against each other, for example
 
     A (2, 1, 3, 4)  @  B (5, 4, 2)  ->  Y (2, 5, 3, 2)
 
-Derive, for one pair of matrices first (Y[i, j] = sum_k A[i, k] * B[k, j]):
+Derive, for one pair of matrices first (Y[i, j] = sum_k A[i, k] * B[k, j]), dL/dA
+(shape (n, k)) and dL/dB (shape (k, m)) from dL/dY (shape (n, m)), each as one matrix
+product.
 
-    dL/dA = dL/dY @ B^T        (n, m) @ (m, k) -> (n, k)
-    dL/dB = A^T @ dL/dY        (k, n) @ (n, m) -> (k, m)
-
-Then undo the broadcasting. A slice of A that was reused along a broadcast batch axis
-took part in several products, so its gradient is the SUM over those uses: the two
-products above come out with the broadcast batch shape (2, 5, ...) and must be summed
-down to A's own shape (2, 1, 3, 4) and B's own shape (5, 4, 2).
+Then think about the broadcasting. A slice of A that was reused along a broadcast batch
+axis took part in several products: what does that make its gradient? Your products
+come out with the broadcast batch shape (2, 5, ...); the gradients must have A's own
+shape (2, 1, 3, 4) and B's own shape (5, 4, 2).
 
 Write ``MatMul.backward``: it receives gy = dL/dY, shape (..., n, m) with the broadcast
 batch axes, and returns (dL/dA shaped like A, dL/dB shaped like B).
@@ -36,8 +35,8 @@ class MatMul(Function):
 
     def backward(self, gy):
         raise NotImplementedError(
-            "MatMul.backward: return (gy @ B^T, A^T @ gy), each summed down to its input's shape "
-            "with minidl.sum_to (A, B = self.inputs; t.mT swaps the last two axes)"
+            "MatMul.backward: return (dL/dA, dL/dB), shaped like A and like B "
+            "(A, B = self.inputs; t.mT swaps the last two axes; minidl.sum_to sums down to a shape)"
         )
 
 

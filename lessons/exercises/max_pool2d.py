@@ -8,13 +8,9 @@ The forward is written for you (PyTorch's F.max_pool2d without padding):
 forward also records which of the K*K window positions won, in ``self.argmax``
 (N, C, OH, OW): the number p*K + q for the winner at offset (p, q) inside its window.
 
-Derive: max is a switch. Its derivative is 1 for the winning element of the window and
-0 for every other one, so each gy[n, c, i, j] goes to the winner and nowhere else:
-
-    dx[n, c, i*stride + p, j*stride + q] += gy[n, c, i, j]     (p, q) = that window's winner
-
-When windows overlap (stride < K) one element of x can win several windows: then its
-gradients ADD up.
+Derive the derivative of max(a, b, ...) by each of its arguments, and from it where
+each gy[n, c, i, j] must go in dx. Think about windows that overlap (stride < K): one
+element of x can then win several windows.
 
 Write ``MaxPool2d.backward``: gy (N, C, OH, OW) -> dx (N, C, H, W), a Tensor.
 Work on arrays (``gy.data``, ``xp = get_array_module(gy.data)``) and wrap the result
@@ -44,9 +40,8 @@ class MaxPool2d(Function):
 
     def backward(self, gy):
         raise NotImplementedError(
-            "MaxPool2d.backward: start from dx = zeros shaped like x; for each offset (p, q) add "
-            "gy * (self.argmax == p*K + q) into dx[:, :, p : p + stride*OH : stride, q : q + stride*OW : stride]; "
-            "return Tensor(dx)"
+            "MaxPool2d.backward: return Tensor(dx), dx shaped like x (N, C, H, W): "
+            "send each gy[n, c, i, j] where your derivation says (self.argmax names each window's winner)"
         )
 
 

@@ -4,12 +4,8 @@ The forward is written for you:
 
     y = sigmoid(x) = 1 / (1 + exp(-x))
 
-Derive, on paper first, the derivative written through y alone:
-
-    dy/dx = y * (1 - y)
-
-(hint: sigmoid(x) = (1 + e)**-1 with e = exp(-x); differentiate, then notice that
-e / (1 + e) = 1 - y.)
+Derive, on paper first, dy/dx, and write it through y alone (no exp of anything):
+forward has already computed y, so the backward can reuse it.
 
 Then write ``Sigmoid.backward``. It receives gy = dL/dy and returns dL/dx = gy * dy/dx.
 
@@ -32,7 +28,7 @@ class Sigmoid(Function):
     def backward(self, gy):
         raise NotImplementedError(
             "Sigmoid.backward: return dL/dx, a Tensor shaped like x: gy times dy/dx, "
-            "where dy/dx = y * (1 - y) and y = self.outputs[0]"
+            "with dy/dx derived by you and written through y = self.outputs[0]"
         )
 
 

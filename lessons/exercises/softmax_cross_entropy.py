@@ -5,12 +5,8 @@ The forward is written for you. For logits z and integer class targets t:
     p[n, c] = exp(z[n, c]) / sum_k exp(z[n, k])          softmax along the classes
     L = -(1/N) * sum_n log p[n, t[n]]                     one number: the mean loss
 
-Derive, on paper first:
-
-    dL/dz[n, c] = (p[n, c] - [c == t[n]]) / N
-
-(hint: log p[n, t] = z[n, t] - log sum_k exp(z[n, k]); the first term gives the
-one-hot [c == t[n]], the second gives p[n, c].)
+Derive, on paper first, dL/dz[n, c] for every n and c, and write it through p (which
+forward already computed) and the targets.
 
 Then write ``SoftmaxCrossEntropy.backward``. It receives gy = dLoss/dL (a scalar Tensor,
 usually 1) and returns one gradient per input: gy * dL/dz for the logits, and None for
@@ -38,8 +34,8 @@ class SoftmaxCrossEntropy(Function):
 
     def backward(self, gy):
         raise NotImplementedError(
-            "SoftmaxCrossEntropy.backward: return (gy * (p - onehot(t)) / N, None): "
-            "the gradient for the logits, shape (N, C), and None for the targets"
+            "SoftmaxCrossEntropy.backward: return (gy * dL/dz, None): "
+            "the gradient for the logits, shape (N, C), that you derived, and None for the targets"
         )
 
 

@@ -3,41 +3,24 @@
 y = cols @ Wm^T + bias with Wm = weight.reshape(F, C*KH*KW) is a matrix product, so its
 backward is the matmul rule: dWm = g^T @ cols (summed over every output position),
 dcols = g @ Wm, dbias = sum of g. cols came from x by copying, so dx is dcols sent back
-to where each copy came from, adding up where windows overlap: that is col2im.
+to where each copy came from, adding up where windows overlap: that is col2im, the
+adjoint you wrote in the im2col_col2im exercise (loaded from im2col_col2im.py beside this file).
 """
 
+from pathlib import Path
+
 from minidl import Function, Tensor
-from minidl.backend import get_array_module
 
 
-def output_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
+def _from_sibling(filename, *names):
+    """Load names from another exercise file in this folder (your im2col_col2im.py)."""
+    path = Path(__file__).with_name(filename)
+    namespace = {"__file__": str(path), "__name__": path.stem}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    return [namespace[name] for name in names]
 
 
-def im2col(x, kh, kw, stride, padding):
-    """x (N, C, H, W) -> cols (N, OH, OW, C*KH*KW)."""
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    oh, ow = output_size(h, kh, stride, padding), output_size(w, kw, stride, padding)
-    xpad = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    cols = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    for p in range(kh):
-        for q in range(kw):
-            cols[:, :, p, q] = xpad[:, :, p : p + stride * oh : stride, q : q + stride * ow : stride]
-    return cols.transpose(0, 4, 5, 1, 2, 3).reshape(n, oh, ow, c * kh * kw)
-
-
-def col2im(cols, x_shape, kh, kw, stride, padding):
-    """cols (N, OH, OW, C*KH*KW) -> (N, C, H, W): the adjoint of im2col (overlaps add up)."""
-    xp = get_array_module(cols)
-    n, c, h, w = x_shape
-    oh, ow = cols.shape[1], cols.shape[2]
-    cols = cols.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
-    xpad = xp.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
-    for p in range(kh):
-        for q in range(kw):
-            xpad[:, :, p : p + stride * oh : stride, q : q + stride * ow : stride] += cols[:, :, p, q]
-    return xpad[:, :, padding : padding + h, padding : padding + w]
+im2col, col2im = _from_sibling("im2col_col2im.py", "im2col", "col2im")
 
 
 class Conv2d(Function):
