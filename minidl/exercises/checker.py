@@ -6,7 +6,13 @@ For every case of an exercise (see ``catalog``) the checker
    numpy reference, naming the worst output element when they differ;
 2. for each input in turn, makes only that input require grad and runs
    ``minidl.gradcheck``; a ``GradcheckError`` is printed as it comes (which input, which
-   element, numerical vs analytic, by how much) with a hint in plain words.
+   element, numerical vs analytic, by how much) with a hint in plain words, then what was
+   compared (the weights v of L = sum(v * y)) and, when the pattern is there, the mistake by
+   name (``diagnose``: a sign, a factor N, gradient to non-winners, = for +=, one LSTM gate).
+   Parameters (weights, biases) are checked before the inputs.
+
+A backward that asks minidl to differentiate (minidl.grad, Tensor.backward, an op's own
+backward) is refused: that is not a derivation (``diagnose.NoDerivationGuard``).
 
 An untouched stub raises NotImplementedError: the checker says "not done yet" and
 repeats the stub's message, which says what to write. Any other exception is shown
@@ -27,6 +33,7 @@ import numpy as np
 import minidl
 from minidl import backend
 from minidl.exercises.catalog import EXERCISES, Case, Exercise
+from minidl.exercises.diagnose import NoDerivationGuard, diagnose
 from minidl.gradcheck import GradcheckError, gradcheck
 
 FORWARD_RTOL, FORWARD_ATOL = 1e-7, 1e-9
@@ -34,11 +41,14 @@ FORWARD_RTOL, FORWARD_ATOL = 1e-7, 1e-9
 
 @dataclass
 class CheckResult:
-    """What one check found: ``status`` is 'passed', 'not done', 'wrong' or 'error'."""
+    """What one check found: ``status`` is 'passed', 'not done', 'wrong', 'refused' or 'error'.
+
+    ``cases``: (number, status) of every case that ran (the grading mode runs them all)."""
 
     name: str
     status: str
     text: str
+    cases: tuple = ()
 
     @property
     def passed(self) -> bool:
@@ -103,8 +113,11 @@ class Checker:
         self.lines.append(line)
         print(line, file=self.stream)
 
-    def run(self) -> str:
+    def run(self, seed: int = 0, keep_going: bool = False) -> str:
+        """Check every case drawn with ``seed``; stop at the first failure unless ``keep_going``
+        (then ``self.case_status`` has each case's status)."""
         e = self.exercise
+        self.case_status = []
         self.say(f"Checking {e.name}: {e.title}")
         self.say(f"  file: {self.file}")
         if not self.file.is_file():
@@ -122,14 +135,21 @@ class Checker:
         if not callable(fn):
             self.say(f"  {self.file.name} defines no function {e.entry}(...): the checker calls it; put it back")
             return "error"
-        cases = e.cases(np.random.default_rng(0))
-        try:
-            for number, case in enumerate(cases, 1):
-                self.say(f"  case {number} of {len(cases)}: {describe(e, case)}")
+        cases = e.cases(np.random.default_rng(seed))
+        worst = "passed"
+        for number, case in enumerate(cases, 1):
+            self.say(f"  case {number} of {len(cases)}: {describe(e, case)}")
+            try:
                 self.check_forward(fn, case)
                 self.check_backward(fn, case)
-        except Stop as stop:
-            return stop.status
+                self.case_status.append((number, "passed"))
+            except Stop as stop:
+                self.case_status.append((number, stop.status))
+                if not keep_going or stop.status in ("not done", "refused"):
+                    return stop.status
+                worst = stop.status if worst == "passed" else worst
+        if worst != "passed":
+            return worst
         self.say(f"PASSED {e.name}: the forward matches numpy and gradcheck agrees with every gradient. Well done!")
         return "passed"
 
@@ -195,14 +215,17 @@ class Checker:
     def check_backward(self, fn, case):
         e = self.exercise
         checked = []
-        for k, (name, array) in enumerate(zip(e.inputs, case.arrays)):
+        for k in parameters_first(e.inputs):
+            name, array = e.inputs[k], case.arrays[k]
             if array.dtype.kind != "f":
                 continue  # integer inputs (class targets) have no gradient
             self.probe(fn, case, k, name)
             try:
                 gradcheck(lambda *args: fn(*args, **case.options), self.tensors(case, grad_for=k), names=e.inputs)
             except GradcheckError as error:
-                self.wrong(f"backward, d/d{name}", explain(error, name), hint_for=name)
+                found = diagnose(e, case, k, fn, lambda c, j: self.tensors(c, grad_for=j))
+                text = explain(error, name) + "".join(f"\n      {line}" for line in found)
+                self.wrong(f"backward, d/d{name}", text, hint_for=name)
             except NotImplementedError as error:
                 raise Stop(self.not_done("backward", error)) from None
             except Exception as error:
@@ -211,13 +234,31 @@ class Checker:
         self.say(f"    backward  ok: gradcheck agrees for {', '.join(checked)}")
 
     def probe(self, fn, case, k, name):
-        """One backward by hand, to name the common slips (None, an array) plainly."""
+        """One backward by hand, to name the common slips (None, an array) plainly, watched by
+        NoDerivationGuard: a backward that asks minidl to differentiate is refused."""
         args = self.tensors(case, grad_for=k)
         outputs = self.call(fn, case, "forward", args)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         ones = [minidl.Tensor.wrap(o.xp.ones(o.shape, dtype=o.dtype)) for o in outputs]
+        function = next((o.grad_fn for o in outputs if o.grad_fn is not None), None)
+        guard = NoDerivationGuard(function, self.file)
+        if function is not None and guard.check_class() is None:
+            guard.install()
+        g, failure = None, None
+        if guard.violation is None:
+            try:
+                (g,) = minidl.autograd.run_backward(list(outputs), ones, inputs=[args[k]])
+            except Exception as error:  # named below, after the refusal (a refused backward often crashes)
+                failure = error
+        if guard.violation is not None:
+            self.refuse(name, guard.violation)
+        if failure is not None:
+            self.backward_failed(failure, name)
+        self.check_returned(g, name)
+
+    def backward_failed(self, error, name):
         try:
-            (g,) = minidl.autograd.run_backward(list(outputs), ones, inputs=[args[k]])
+            raise error
         except NotImplementedError as error:
             raise Stop(self.not_done("backward", error)) from None
         except TypeError as error:  # the engine refuses a raw array: a slip to name, not a crash
@@ -227,6 +268,8 @@ class Checker:
                        "wrap arrays as minidl.Tensor(array)", hint_for=name)
         except Exception as error:
             self.crashed("backward", error, hint_for=name)
+
+    def check_returned(self, g, name):
         if g is None:
             message = f"your backward returned None for {name}; it needs a gradient"
             self.wrong(f"backward, d/d{name}", message, hint_for=name)
@@ -235,6 +278,14 @@ class Checker:
                 f"backward, d/d{name}",
                 f"your backward returned a {type(g).__name__} for {name}; wrap arrays as minidl.Tensor(array)",
             )
+
+    def refuse(self, name, violation):
+        self.say(f"    backward, d/d{name}: REFUSED: that is not a derivation: {violation}.")
+        self.say("      The exercise is to write the derivative yourself: compute the gradient from gy and what "
+                 "forward saved, with Tensor or array operations, without asking minidl to differentiate.")
+        self.say(f"REFUSED {self.exercise.name}: write {self.exercise.to_write} by hand in {self.file.name} "
+                 "and run the checker again.")
+        raise Stop("refused")
 
     def wrong(self, stage, message, hint_for="forward"):
         self.say(f"    {stage}: WRONG: {message}")
@@ -263,6 +314,13 @@ def explain(error: GradcheckError, name: str) -> str:
     return text
 
 
+def parameters_first(names) -> list:
+    """Input positions with the parameters (weights, biases) first: a wrong gate or factor shows
+    most plainly in a parameter's gradient, before it spreads into the input's."""
+    is_parameter = [("weight" in n or "bias" in n) for n in names]
+    return [k for k in range(len(names)) if is_parameter[k]] + [k for k in range(len(names)) if not is_parameter[k]]
+
+
 def describe(exercise: Exercise, case: Case) -> str:
     parts = [f"{name} {tuple(a.shape)}" for name, a in zip(exercise.inputs, case.arrays)]
     parts += [f"{key}={value}" for key, value in case.options.items()]
@@ -284,4 +342,4 @@ def check(name: str, solution: bool = False, path=None, device: str = "cpu", str
     file = exercise_directory(path, solution) / f"{name}.py"
     checker = Checker(EXERCISES[name], file, device, stream)
     status = checker.run()
-    return CheckResult(name, status, "\n".join(checker.lines))
+    return CheckResult(name, status, "\n".join(checker.lines), tuple(getattr(checker, "case_status", ())))
