@@ -1,11 +1,11 @@
 # %% [markdown]
 # # Lesson 01: automatic differentiation, by hand and by machine.
 #
-# We take one small function, f(a, b) = tanh(a*b + b**2), and compute its gradient four ways:
+# We take one small function, $f(a, b) = \tanh(ab + b^2)$, and compute its gradient four ways:
 #
 # 1. by hand, with the chain rule written out step by step;
 # 2. with minidl's `backward()` (reverse-mode autograd: the same chain rule, run by the machine);
-# 3. with central finite differences, (f(x + h) - f(x - h)) / 2h, which needs no calculus at all;
+# 3. with central finite differences, $\frac{f(x + h) - f(x - h)}{2h}$, which needs no calculus at all;
 # 4. for the second derivative, by running `backward` on a gradient (`create_graph=True`).
 #
 # Then we look at the graph minidl recorded: drawn as a picture (graph.png, with every value and
@@ -51,13 +51,11 @@ def check(what, ours, reference, tolerance):
 # %% [markdown]
 # ## 1. The function, one small step at a time
 #
-# f(a, b) = tanh(a*b + b**2) is a chain of four elementary ops. Naming each intermediate
+# $f(a, b) = \tanh(ab + b^2)$ is a chain of four elementary ops. Naming each intermediate
 # value is what an autograd engine does internally (each op becomes a node of a graph):
 #
-#     u = a * b          (Mul)
-#     v = b ** 2         (PowScalar)
-#     s = u + v          (Add)
-#     f = tanh(s)        (Tanh)
+# $$u = a b \;\;(\text{Mul}), \qquad v = b^2 \;\;(\text{PowScalar}), \qquad
+#   s = u + v \;\;(\text{Add}), \qquad f = \tanh(s) \;\;(\text{Tanh})$$
 
 # %%
 a_value, b_value = 0.5, -1.2
@@ -73,16 +71,18 @@ print(f"\n1. f(a={a_value}, b={b_value}) = tanh({u:.3f} + {v:.3f}) = {f_value:.6
 #
 # Each op knows only its own local derivative:
 #
-#     df/ds = 1 - tanh(s)**2 = 1 - f**2      (Tanh)
-#     ds/du = 1,  ds/dv = 1                   (Add)
-#     du/da = b,  du/db = a                   (Mul)
-#     dv/db = 2 b                             (PowScalar)
+# $$\frac{\partial f}{\partial s} = 1 - \tanh^2 s = 1 - f^2 \;\;(\text{Tanh}), \qquad
+#   \frac{\partial s}{\partial u} = \frac{\partial s}{\partial v} = 1 \;\;(\text{Add}),$$
+# $$\frac{\partial u}{\partial a} = b, \;\; \frac{\partial u}{\partial b} = a \;\;(\text{Mul}), \qquad
+#   \frac{\partial v}{\partial b} = 2b \;\;(\text{PowScalar}).$$
 #
 # The chain rule multiplies local derivatives along each path from f back to an input,
 # and adds the paths together when an input is used more than once:
 #
-#     df/da = df/ds * ds/du * du/da                          = (1 - f**2) * b
-#     df/db = df/ds * ds/du * du/db + df/ds * ds/dv * dv/db  = (1 - f**2) * (a + 2 b)
+# $$\frac{\partial f}{\partial a} = \frac{\partial f}{\partial s}\frac{\partial s}{\partial u}\frac{\partial u}{\partial a}
+#   = (1 - f^2)\, b$$
+# $$\frac{\partial f}{\partial b} = \frac{\partial f}{\partial s}\frac{\partial s}{\partial u}\frac{\partial u}{\partial b}
+#   + \frac{\partial f}{\partial s}\frac{\partial s}{\partial v}\frac{\partial v}{\partial b} = (1 - f^2)(a + 2b)$$
 #
 # b reaches f along two paths (through u and through v), so its two contributions add.
 # Backpropagation computes exactly these products, starting at f and walking backwards:
@@ -116,9 +116,9 @@ check("df/db", b.grad.item(), hand_db, 1e-12)
 # ## 4. The gradient by finite differences
 #
 # No calculus: nudge one input by a small h both ways and measure the slope,
-#     df/da ~ (f(a + h, b) - f(a - h, b)) / (2 h).
-# The central difference has an error that shrinks like h**2 (a one-sided difference only
-# like h), but rounding adds an error of about machine-epsilon * |f| / h, which GROWS as h
+# $$\frac{\partial f}{\partial a} \approx \frac{f(a + h, b) - f(a - h, b)}{2h}.$$
+# The central difference has an error that shrinks like $h^2$ (a one-sided difference only
+# like $h$), but rounding adds an error of about $\epsilon_\text{machine} |f| / h$, which GROWS as $h$
 # shrinks. The table shows both: the best h in float64 is near 1e-5 to 1e-6.
 # This is exactly what minidl.gradcheck does, element by element (see lesson 02).
 
@@ -169,9 +169,10 @@ print("  gradcheck(tanh(a*b + b**2)) on 4 points:", minidl.gradcheck(lambda a, b
 #
 # Each op's backward is itself written with minidl ops. With create_graph=True, backward
 # records those ops too, so the gradient is a tensor with its own graph, and we can
-# differentiate it again. By hand, from df/da = (1 - f**2) * b:
+# differentiate it again. By hand, from $\partial f / \partial a = (1 - f^2)\, b$:
 #
-#     d2f/da2 = d/da[(1 - f**2) * b] = -2 f * (df/da) * b = -2 f (1 - f**2) b**2
+# $$\frac{\partial^2 f}{\partial a^2} = \frac{\partial}{\partial a}\left[(1 - f^2)\, b\right]
+#   = -2 f \frac{\partial f}{\partial a} b = -2 f (1 - f^2)\, b^2$$
 
 # %%
 a = minidl.tensor(a_value, dtype=minidl.float64, device=device, requires_grad=True)

@@ -62,12 +62,12 @@ targets = minidl.tensor(y, device=device)
 # %% [markdown]
 # ## 2. Softmax cross-entropy, written out
 #
-# A network gives each class a score (a "logit") z_k. Softmax turns scores into probabilities
-#     p_k = exp(z_k) / sum_j exp(z_j)
-# and the loss is the mean negative log-probability of the true class t:
-#     L = -(1/N) sum_n log p[n, t_n] = (1/N) sum_n (logsumexp(z[n]) - z[n, t_n]).
-# Its gradient is the simplest in deep learning: dL/dz = (p - onehot(t)) / N.
-# (logsumexp is computed as m + log sum exp(z - m) with m = max z: exp never overflows.)
+# A network gives each class a score (a "logit") $z_k$. Softmax turns scores into probabilities
+# $$p_k = \frac{e^{z_k}}{\sum_j e^{z_j}}$$
+# and the loss is the mean negative log-probability of the true class $t$:
+# $$L = -\frac{1}{N} \sum_n \log p_{n, t_n} = \frac{1}{N} \sum_n \left(\operatorname{logsumexp}(z_n) - z_{n, t_n}\right).$$
+# Its gradient is the simplest in deep learning: $\partial L / \partial z = (p - \operatorname{onehot}(t)) / N$.
+# (logsumexp is computed as $m + \log \sum_j e^{z_j - m}$ with $m = \max_j z_j$: exp never overflows.)
 
 # %%
 def cross_entropy_by_hand(logits, onehot):
@@ -145,11 +145,11 @@ print(f"\nlinear classifier (no hidden layer), Adam, {args.epochs} epochs: "
 # %% [markdown]
 # ## 4. Same network, same start, three optimizers
 #
-# SGD:       p <- p - lr * g
-# momentum:  b <- 0.9 b + g;  p <- p - lr * b   (a ball rolling downhill: steady directions add up,
-#            zig-zags cancel; the step along a steady direction grows to lr / (1 - 0.9) = 10 lr)
-# Adam:      m, v <- running means of g and g**2;  p <- p - lr * m / (sqrt(v) + eps)
-#            (each weight gets its own step size, about lr whatever the scale of its gradient)
+# - SGD: $p \leftarrow p - \eta\, g$ (learning rate $\eta$, gradient $g$)
+# - momentum: $b \leftarrow 0.9\, b + g$, $\;p \leftarrow p - \eta\, b$ (a ball rolling downhill: steady
+#   directions add up, zig-zags cancel; the step along a steady direction grows to $\eta / (1 - 0.9) = 10\,\eta$)
+# - Adam: $m, v \leftarrow$ running means of $g$ and $g^2$; $\;p \leftarrow p - \eta\, m / (\sqrt{v} + \epsilon)$
+#   (each weight gets its own step size, about $\eta$ whatever the scale of its gradient)
 # Each gets the learning rate that suits it (tuned by hand once, not searched per run).
 
 # %%
