@@ -14,7 +14,6 @@ the targets (integers have no gradient).
 
 Shapes: z (N, C) float;  t (N,) integers in [0, C);  L and gy ();  dL/dz (N, C).
 forward kept p for you in ``self.p`` (an array of shape (N, C)); ``self.inputs`` is (z, t).
-A one-hot array: ``onehot = xp.zeros_like(p); onehot[xp.arange(N), t] = 1`` (t as an array: t.data).
 
 Check it:  python -m minidl.exercises check softmax_cross_entropy
 """

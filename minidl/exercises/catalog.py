@@ -15,8 +15,7 @@ the shapes and what to derive; ``title`` and ``hints`` (printed when a check fai
 what is wrong and where. The formula is only in the third of ``graded_hints`` (the first
 two point at the local derivative, then at the shapes and the axes that sum).
 
-The exercises for layers (linear + ReLU, dropout, batch and layer norm) and the autograd
-engine are in ``catalog_layers``; ``EXERCISES`` lists all of them in order of difficulty.
+Layers (dropout, linear + ReLU, batch and layer norm) and the autograd engine are in ``catalog_layers``.
 """
 
 from __future__ import annotations
@@ -269,7 +268,8 @@ SOFTMAX_CROSS_ENTROPY = Exercise(
     graded_hints=(
         "Write log p[n, t] = z[n, t] - log sum_k exp(z[n, k]) and differentiate each of the two terms by z[n, c].",
         "The gradient has the logits' shape (N, C); the loss is a mean, so every row carries a 1/N; "
-        "the targets (integers) get None.",
+        "the targets (integers) get None. An array with a 1 at class t[n] of row n: "
+        "onehot = xp.zeros_like(p); onehot[xp.arange(N), t.data] = 1.",
         "dL/dz = gy * (p - onehot) / N, with onehot[n, c] = 1 when c == t[n] and p = self.p.",
     ),
 )
@@ -380,7 +380,7 @@ LSTM_CELL = Exercise(
 
 from minidl.exercises import catalog_layers as _layers  # noqa: E402  (it uses Case and Exercise above)
 
-# The exercises, in the order of difficulty a learner should do them (--list and the READMEs agree)
+# All the exercises, in the order of difficulty a learner should do them (--list and the READMEs agree)
 EXERCISES = {
     e.name: e
     for e in [
