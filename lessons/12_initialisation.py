@@ -320,7 +320,7 @@ def histogram_grid(index, path, title):
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    print(f"saved {path}")
+    print(f"saved {common.show(path)}")
 
 
 def matplotlib_colour(depth):
@@ -347,7 +347,7 @@ axes[0].legend(fontsize=7)
 fig.suptitle("std against depth, one batch of CIFAR-10 at initialisation")
 fig.tight_layout()
 fig.savefig(out / "std_vs_depth.png", dpi=110)
-print(f"saved {out / 'std_vs_depth.png'}")
+print(f"saved {common.show(out / 'std_vs_depth.png')}")
 
 # %% [markdown]
 # ## 7. What it means for training: the same steps for every initialisation
@@ -396,7 +396,7 @@ ax.legend(fontsize=7)
 ax.set_title(f"{args.steps} SGD steps from each initialisation")
 fig.tight_layout()
 fig.savefig(out / "training_race.png", dpi=110)
-print(f"saved {out / 'training_race.png'}")
+print(f"saved {common.show(out / 'training_race.png')}")
 
 # %% [markdown]
 # ## Measurements for the results table
