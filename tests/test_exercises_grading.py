@@ -140,3 +140,33 @@ def test_grade_runs_from_the_command_line_as_json(tmp_path):
     assert run.returncode == 0, run.stderr
     grades = json.loads(run.stdout)
     assert grades["exercises"][0]["exercise"] == "sigmoid" and grades["exercises"][0]["score"] == 1.0
+
+
+def test_an_exercise_may_draw_its_own_grading_cases(tmp_path):
+    import dataclasses
+
+    from minidl.exercises import grading
+    from minidl.exercises.catalog import Case
+
+    sigmoid = EXERCISES["sigmoid"]
+    drawn = []
+
+    class WithGradingCases:  # the catalog's Exercise with a grading_cases field (frozen: a stand-in)
+        def __init__(self):
+            self.__dict__.update({f.name: getattr(sigmoid, f.name) for f in dataclasses.fields(sigmoid)})
+
+        def grading_cases(self, rng):
+            shape = tuple(int(n) for n in rng.integers(1, 6, 2))
+            drawn.append(shape)
+            return [Case((rng.standard_normal(shape),))]
+
+    assert grading.grading_cases(sigmoid) == sigmoid.cases
+    exercise = WithGradingCases()
+    assert grading.grading_cases(exercise) == exercise.grading_cases
+    original = EXERCISES["sigmoid"]
+    EXERCISES["sigmoid"] = exercise
+    try:
+        result = grade_one("sigmoid", SOLUTIONS, seed=3)
+    finally:
+        EXERCISES["sigmoid"] = original
+    assert result["score"] == 1.0 and result["total_cases"] == 1 and drawn

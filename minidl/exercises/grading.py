@@ -1,6 +1,7 @@
 """Grading for teachers: fresh random cases, a score per exercise, and a student copy.
 
-``grade`` draws each exercise's cases from the catalog's ``cases(rng)`` with a random seed
+``grade`` draws each exercise's cases from the catalog's ``grading_cases(rng)`` (if an exercise
+has one: it may draw shapes as well) or ``cases(rng)``, with a random seed
 (printed and recorded, so a grade can be reproduced with ``--seed``), runs every case (it
 does not stop at the first failure) and scores passed cases / total. An exercise not done,
 refused (a backward that asks minidl to differentiate) or that cannot run scores 0.
@@ -24,15 +25,22 @@ from minidl.exercises.checker import Checker, exercise_directory
 LEFT_OUT = ("solutions", "__pycache__")
 
 
+def grading_cases(exercise):
+    """The case drawer for grading: the exercise's ``grading_cases(rng)`` when the catalog gives
+    one (it may draw shapes too), else its ``cases(rng)`` (the practice shapes, fresh values)."""
+    return getattr(exercise, "grading_cases", None) or exercise.cases
+
+
 def grade_one(name: str, path=None, seed: int | None = None, device: str = "cpu") -> dict:
     """One exercise graded on cases drawn with ``seed`` (random when None): a JSON-ready dict
     with exercise, score, status, cases (number and status of each), seed and messages."""
     exercise = EXERCISES[name]
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    total = len(exercise.cases(np.random.default_rng(seed)))
+    draw = grading_cases(exercise)
+    total = len(draw(np.random.default_rng(seed)))
     file = exercise_directory(path) / f"{name}.py"
     checker = Checker(exercise, file, device, io.StringIO())
-    status = checker.run(seed=seed, keep_going=True)
+    status = checker.run(seed=seed, keep_going=True, draw=draw)
     cases = [{"case": number, "status": case_status} for number, case_status in checker.case_status]
     passed = sum(c["status"] == "passed" for c in cases)
     score = 0.0 if status in ("not done", "refused") else passed / total if total else 0.0
