@@ -181,7 +181,7 @@ class Checker:
         self.say(f"    {stage}: not done yet{where_in(error, self.file, code=False)}.")
         self.say(f"    To write: {error}")
         self.say(f"NOT DONE YET {self.exercise.name}: write {self.exercise.to_write} in {self.file.name} "
-                 "(its docstring states the formula and the shapes), then run the checker again.")
+                 "(its docstring states the forward, the shapes and what to derive), then run the checker again.")
         return "not done"
 
     def check_forward(self, fn, case):
@@ -231,7 +231,10 @@ class Checker:
             except Exception as error:
                 self.crashed("backward", error, hint_for=name)
             checked.append(name)
-        self.say(f"    backward  ok: gradcheck agrees for {', '.join(checked)}")
+        if checked:
+            self.say(f"    backward  ok: gradcheck agrees for {', '.join(checked)}")
+        else:  # no array inputs (autograd_engine): the gradients are outputs, compared as the forward
+            self.say("    backward  ok: the gradients are among the outputs, checked with the forward above")
 
     def probe(self, fn, case, k, name):
         """One backward by hand, to name the common slips (None, an array) plainly, watched by
