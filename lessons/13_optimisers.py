@@ -1,29 +1,30 @@
 # %% [markdown]
 # # Lesson 13: optimisers. SGD, momentum, Nesterov, RMSprop and Adam, side by side.
 #
-# Every optimiser here is a rule for turning the gradient g of the current batch into a step.
-# With lr the learning rate (PyTorch's equations, as minidl.optim implements them):
+# Every optimiser here is a rule for turning the gradient $g$ of the current batch into a step.
+# With $\eta$ (`lr`) the learning rate (PyTorch's equations, as minidl.optim implements them):
 #
-#     SGD        p <- p - lr g
-#     momentum   b <- mu b + g;                  p <- p - lr b
-#     Nesterov   b <- mu b + g;                  p <- p - lr (g + mu b)   (looks one step ahead)
-#     RMSprop    v <- alpha v + (1 - alpha) g^2; p <- p - lr g / (sqrt(v) + eps)
-#     Adam       m <- beta1 m + (1 - beta1) g;   v <- beta2 v + (1 - beta2) g^2
-#                p <- p - lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
+# | optimiser | update |
+# |---|---|
+# | SGD | $p \leftarrow p - \eta\, g$ |
+# | momentum | $b \leftarrow \mu b + g; \;\; p \leftarrow p - \eta\, b$ |
+# | Nesterov | $b \leftarrow \mu b + g; \;\; p \leftarrow p - \eta\, (g + \mu b)$ (looks one step ahead) |
+# | RMSprop | $v \leftarrow \alpha v + (1 - \alpha) g^2; \;\; p \leftarrow p - \eta\, g / (\sqrt{v} + \epsilon)$ |
+# | Adam | $m \leftarrow \beta_1 m + (1 - \beta_1) g; \;\; v \leftarrow \beta_2 v + (1 - \beta_2) g^2;$ $\;\; p \leftarrow p - \eta\, \hat m / (\sqrt{\hat v} + \epsilon),$ $\;\; \hat m = m / (1 - \beta_1^t), \; \hat v = v / (1 - \beta_2^t)$ |
 #
-# Why Adam divides by 1 - beta1^t (the bias correction). m starts at 0, so after t steps
+# Why Adam divides by $1 - \beta_1^t$ (the bias correction). $m$ starts at 0, so after $t$ steps
 #
-#     m_t = (1 - beta1) (g_t + beta1 g_{t-1} + ... + beta1^(t-1) g_1) = (1 - beta1) sum_{i=1..t} beta1^(t-i) g_i.
+# $$m_t = (1 - \beta_1)\left(g_t + \beta_1 g_{t-1} + \dots + \beta_1^{t-1} g_1\right) = (1 - \beta_1) \sum_{i=1}^{t} \beta_1^{t-i} g_i.$$
 #
-# If the gradients are stationary (every g_i has the same mean E[g]), taking expectations gives
+# If the gradients are stationary (every $g_i$ has the same mean $E[g]$), taking expectations gives
 #
-#     E[m_t] = E[g] (1 - beta1) sum_{k=0..t-1} beta1^k = E[g] (1 - beta1^t)
+# $$E[m_t] = E[g]\, (1 - \beta_1) \sum_{k=0}^{t-1} \beta_1^k = E[g]\, (1 - \beta_1^t)$$
 #
-# (a geometric sum). So m_t is biased towards 0 by exactly the factor 1 - beta1^t, and
-# m_t / (1 - beta1^t) has expectation E[g]: it is unbiased at every t, not only once t is large.
-# The same argument with g^2 makes v_t / (1 - beta2^t) an unbiased estimate of E[g^2]. Without it,
-# with beta2 = 0.999 the first v is 0.001 g^2, and the first steps would be sqrt(1000)/10 ~ 3x too
-# large (uncorrected m/sqrt(v) = 0.1 g / sqrt(0.001 g^2) = 3.16 at t = 1). Section 1 measures both.
+# (a geometric sum). So $m_t$ is biased towards 0 by exactly the factor $1 - \beta_1^t$, and
+# $m_t / (1 - \beta_1^t)$ has expectation $E[g]$: it is unbiased at every $t$, not only once $t$ is large.
+# The same argument with $g^2$ makes $v_t / (1 - \beta_2^t)$ an unbiased estimate of $E[g^2]$. Without it,
+# with $\beta_2 = 0.999$ the first $v$ is $0.001\, g^2$, and the first steps would be $\sqrt{1000}/10 \approx 3\times$ too
+# large (uncorrected $m/\sqrt{v} = 0.1\, g / \sqrt{0.001\, g^2} = 3.16$ at $t = 1$). Section 1 measures both.
 #
 # This lesson measures:
 #
@@ -100,8 +101,8 @@ print("The uncorrected m_t and v_t start near 0 (m_1 = 0.1 E[g], v_1 = 0.001 E[g
 # %% [markdown]
 # ## 2. Weight decay vs an L2 penalty
 #
-# An L2 penalty (lambda/2) |p|^2 adds lambda p to the gradient. For SGD that is the same as shrinking p
-# by (1 - lr lambda) every step ("weight decay"). An adaptive method divides the gradient by sqrt(v):
+# An L2 penalty $\frac{\lambda}{2} \|p\|^2$ adds $\lambda p$ to the gradient. For SGD that is the same as shrinking $p$
+# by $(1 - \eta \lambda)$ every step ("weight decay"). An adaptive method divides the gradient by sqrt(v):
 # Adam(weight_decay) adds lambda p to g *before* that division, so a weight whose gradients are large
 # (large sqrt(v)) is hardly decayed and one whose gradients are small is decayed a lot. AdamW (Loshchilov &
 # Hutter) decays p by lr lambda p outside the moments, the same rate for every weight.
@@ -184,7 +185,7 @@ print(f"saved {common.show(plot.lines(schedules, out / 'lr_schedules.png', xlabe
 
 
 # %% [markdown]
-# ## 4. Paths on the Rosenbrock function f(x, y) = (1 - x)^2 + 100 (y - x^2)^2
+# ## 4. Paths on the Rosenbrock function $f(x, y) = (1 - x)^2 + 100\, (y - x^2)^2$
 #
 # A long, curved, narrow valley with its minimum at (1, 1): steep across the valley (curvature ~1000 near the
 # minimum), nearly flat along it (~0.4). Plain SGD must keep lr below about 2/1000 to stay stable across the
