@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minidl.exercises import EXERCISES
@@ -160,7 +161,7 @@ def test_an_exercise_may_draw_its_own_grading_cases(tmp_path):
             drawn.append(shape)
             return [Case((rng.standard_normal(shape),))]
 
-    assert grading.grading_cases(sigmoid) == sigmoid.cases
+    assert grading.grading_cases(EXERCISES["lstm_cell"]) == EXERCISES["lstm_cell"].cases  # no drawn shapes
     exercise = WithGradingCases()
     assert grading.grading_cases(exercise) == exercise.grading_cases
     original = EXERCISES["sigmoid"]
@@ -170,3 +171,18 @@ def test_an_exercise_may_draw_its_own_grading_cases(tmp_path):
     finally:
         EXERCISES["sigmoid"] = original
     assert result["score"] == 1.0 and result["total_cases"] == 1 and drawn
+
+
+def test_grading_draws_shapes_where_they_are_free_and_the_solutions_pass_them():
+    from minidl.exercises.catalog import EXERCISES
+    from minidl.exercises.grading import grade_one, grading_cases
+    from minidl.exercises.grading_shapes import DRAWERS
+
+    for name in DRAWERS:
+        draw = grading_cases(EXERCISES[name])
+        shapes = {tuple(a.shape for a in case.arrays) for seed in range(6)
+                  for case in draw(np.random.default_rng(seed))}
+        assert len(shapes) > 3, f"{name}: grading should draw different shapes, got {shapes}"
+    for seed in (1, 2):
+        for name in DRAWERS:
+            assert grade_one(name, path=SOLUTIONS, seed=seed)["score"] == 1.0, (name, seed)

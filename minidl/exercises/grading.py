@@ -21,14 +21,15 @@ import numpy as np
 
 from minidl.exercises.catalog import EXERCISES
 from minidl.exercises.checker import Checker, exercise_directory
+from minidl.exercises.grading_shapes import DRAWERS
 
 LEFT_OUT = ("solutions", "__pycache__")
 
 
 def grading_cases(exercise):
-    """The case drawer for grading: the exercise's ``grading_cases(rng)`` when the catalog gives
-    one (it may draw shapes too), else its ``cases(rng)`` (the practice shapes, fresh values)."""
-    return getattr(exercise, "grading_cases", None) or exercise.cases
+    """The case drawer for grading: one that draws shapes too (the exercise's own ``grading_cases(rng)``,
+    else ``grading_shapes``'s), else its ``cases(rng)`` (the practice shapes, fresh values)."""
+    return getattr(exercise, "grading_cases", None) or DRAWERS.get(exercise.name) or exercise.cases
 
 
 def grade_one(name: str, path=None, seed: int | None = None, device: str = "cpu") -> dict:
