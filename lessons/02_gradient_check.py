@@ -4,7 +4,7 @@
 # A backward pass can be wrong and still train a little, so "the loss went down" proves
 # nothing. The derivative has a definition we can compute without any calculus,
 #
-#     f'(x) = lim_{eps -> 0} (f(x + eps) - f(x - eps)) / (2 eps),
+# $$f'(x) = \lim_{\epsilon \to 0} \frac{f(x + \epsilon) - f(x - \epsilon)}{2 \epsilon},$$
 #
 # and comparing it with the backward catches almost every bug. This lesson measures:
 #
@@ -49,12 +49,14 @@ def on_device(values, dtype=np.float64, requires_grad=False):
 # %% [markdown]
 # ## 1. Finite differences: forward vs central, float32 vs float64
 #
-# f(x) = tanh(x), whose derivative we know exactly: f'(x) = 1 - tanh(x)**2.
-# forward difference  (f(x + eps) - f(x)) / eps            error ~ eps * f''/2      (truncation)
-# central difference  (f(x + eps) - f(x - eps)) / (2 eps)  error ~ eps**2 * f'''/6  (the eps terms cancel)
-# Both also suffer rounding: f is stored with relative precision u (machine epsilon),
-# so the difference of two nearby values is off by about u * |f| / eps, which GROWS as eps shrinks.
-# (Below eps ~ 1e-8 in float32, x + eps rounds back to x: the difference is 0, the error the whole derivative.)
+# $f(x) = \tanh x$, whose derivative we know exactly: $f'(x) = 1 - \tanh^2 x$.
+#
+# - forward difference $\frac{f(x + \epsilon) - f(x)}{\epsilon}$: error $\approx \epsilon f''/2$ (truncation)
+# - central difference $\frac{f(x + \epsilon) - f(x - \epsilon)}{2\epsilon}$: error $\approx \epsilon^2 f'''/6$ (the $\epsilon$ terms cancel)
+#
+# Both also suffer rounding: $f$ is stored with relative precision $u$ (machine epsilon),
+# so the difference of two nearby values is off by about $u |f| / \epsilon$, which GROWS as $\epsilon$ shrinks.
+# (Below $\epsilon \approx 10^{-8}$ in float32, $x + \epsilon$ rounds back to $x$: the difference is 0, the error the whole derivative.)
 
 # %%
 x0 = 0.5
@@ -103,7 +105,7 @@ print(f"saved {common.show(out / 'finite_difference_error.png')}")
 # ## 2. The numerical gradient of a whole function, and absolute vs relative error
 #
 # For a scalar L(x) with many inputs, nudge one element at a time:
-#     dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
+# $$\frac{\partial L}{\partial x_i} \approx \frac{L(x + \epsilon e_i) - L(x - \epsilon e_i)}{2 \epsilon}$$
 
 # %%
 def numerical_gradient(loss, x, eps=1e-6):
@@ -151,7 +153,7 @@ print("(atol = 1e-5 covers gradients near zero, where a relative error means not
 # ## 3. minidl.gradcheck on a small network: it passes
 #
 # gradcheck does what numerical_gradient does, for every input that requires grad, on
-# L = sum(v * output) with a random v (so a wrong Jacobian cannot hide), in float64.
+# $L = \sum v \odot \text{output}$ with a random $v$ (so a wrong Jacobian cannot hide), in float64.
 
 # %%
 def tiny_network(x, w1, w2):
