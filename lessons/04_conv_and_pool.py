@@ -23,7 +23,7 @@
 #    conv layer's first filters compute (lesson 05 plots the ones it learns).
 #
 # Run:  python lessons/04_conv_and_pool.py [--device cuda] [--smoke] [--data DIR] [--out DIR]
-# Then write im2col yourself:  python -m minidl.exercises check conv2d_im2col
+# Then write im2col and col2im yourself:  python -m minidl.exercises check im2col_col2im
 
 # %% [markdown]
 # ## Setup: arguments, device, output folder
