@@ -89,6 +89,9 @@ def parser(description: str, epochs: int | None = None, batch_size: int | None =
     p.add_argument("--out", default=out, help=f"where plots and checkpoints go (default: {out})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--smoke", action="store_true", help="a tiny run that finishes in seconds (used by the tests)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads for numpy's matrix products (default 1: the same numbers and a steady time "
+                        "on a shared machine; 0 keeps the library's own choice)")
     return p
 
 
@@ -98,8 +101,28 @@ def setup(args) -> minidl.Device:
     minidl.backend.check_device_usable(device)
     minidl.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    print(f"minidl {minidl.__version__} | device {device} | seed {args.seed} | output {args.out}", flush=True)
+    threads = limit_blas_threads(getattr(args, "threads", 1))
+    print(f"minidl {minidl.__version__} | device {device} | seed {args.seed} | BLAS threads {threads} | "
+          f"output {args.out}", flush=True)
     return device
+
+
+_blas_limit = None  # threadpoolctl's limiter: it holds the limit while it lives
+
+
+def limit_blas_threads(threads: int):
+    """Fix how many threads numpy's BLAS uses (threadpoolctl, the `lessons` extra). With the default
+    threads, a lesson's time and even its result moved from run to run on a busy 2-core machine
+    (lesson 07: 15 s or 124 s). Returns what was set, as text."""
+    global _blas_limit
+    if threads <= 0:
+        return "library default"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return "library default (pip install -e '.[lessons]' to fix them)"
+    _blas_limit = threadpool_limits(limits=threads, user_api="blas")
+    return str(threads)
 
 
 def synchronize(device) -> None:
