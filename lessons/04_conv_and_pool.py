@@ -3,9 +3,9 @@
 #
 # A convolution slides a small kernel over the image and takes a weighted sum at every
 # position (deep learning's "convolution" is, strictly, cross-correlation: the kernel is
-# not flipped; PyTorch's is the same):
+# not flipped; PyTorch's is the same), with stride $s$ and $x^{\text{pad}}$ the zero-padded input:
 #
-#     y[n, o, p, q] = b[o] + sum_(c, i, j) W[o, c, i, j] * x_pad[n, c, p*s + i, q*s + j]
+# $$y_{n,o,p,q} = b_o + \sum_{c,i,j} W_{o,c,i,j}\; x^{\text{pad}}_{n,\,c,\,ps + i,\,qs + j}$$
 #
 # Written as seven nested loops it is the definition, and far too slow to train with.
 # minidl computes it as im2col: copy every window into one column, then do one matrix
@@ -13,7 +13,7 @@
 #
 # 1. the loops against im2col (`F.conv2d`): the same numbers, and how much faster (the
 #    printed ratio of median times: it depends on the machine and how busy it is);
-# 2. im2col itself on a 4x4 image, and the convolution as W @ cols;
+# 2. im2col itself on a $4 \times 4$ image, and the convolution as `W @ cols`;
 # 3. max and average pooling by loops against `F.max_pool2d` / `F.avg_pool2d`, and
 #    where max pooling sends its gradient;
 # 4. gradcheck of convolution and pooling, and the gradient of a convolution written as
@@ -135,9 +135,10 @@ print(f"The loops spend {1e9 * loops_s / multiply_adds:.0f} ns per multiply-add 
 # %% [markdown]
 # ## 2. im2col: every window becomes a column
 #
-# For a 4x4 image and a 3x3 kernel there are 2x2 = 4 windows; cols[:, l] is window l,
-# read row by row. Then the convolution of every window at once is one matrix product:
-#     y = W.reshape(O, C*KH*KW) @ cols      (O, 4), reshaped to (O, 2, 2).
+# For a $4 \times 4$ image and a $3 \times 3$ kernel there are $2 \times 2 = 4$ windows; `cols[:, l]` is window $l$,
+# read row by row. Then the convolution of every window at once is one matrix product
+# (`y = W.reshape(O, C*KH*KW) @ cols`), of shape (O, 4), reshaped to (O, 2, 2):
+# $$y = W_{\text{mat}}\, \text{cols}, \qquad W_{\text{mat}} \in \mathbb{R}^{O \times C K_H K_W}.$$
 
 # %%
 image = on_device(np.arange(16.0).reshape(1, 1, 4, 4))

@@ -11,7 +11,7 @@
 #    numbers): every input starts centred, with unit spread.
 # 2. **Augmentation on the device.** Each training image is padded by 4 pixels (mirrored:
 #    'reflect', so no black borders) and cropped back to 32x32 at a random place, and
-#    mirrored left-right with probability 1/2. The network never sees the same picture
+#    mirrored left-right with probability $1/2$. The network never sees the same picture
 #    twice, so it cannot memorise them; it learns that a shifted or mirrored cat is a cat.
 #    All of it is done on the whole uint8 batch at once, on the device (no loop over
 #    images), then the batch is scaled to [0, 1] and normalised.
@@ -20,8 +20,9 @@
 #    layers' inputs stay well scaled however the weights move, which allows a large
 #    learning rate (0.4 here, 400x Adam's 1e-3 in lesson 05). The convolutions drop their
 #    bias: batch norm's shift replaces it. At test time the running averages are used.
-# 4. **Residual blocks**: x + f(x), where f is two conv-bn-relu layers. The identity path
-#    carries the signal (and, backwards, the gradient) past f untouched, so f only needs
+# 4. **Residual blocks**: $y = x + f(x)$, where $f$ is two conv-bn-relu layers. The identity path
+#    carries the signal (and, backwards, the gradient: $\partial y / \partial x = I + \partial f / \partial x$)
+#    past $f$ untouched, so $f$ only needs
 #    to learn a correction; deep networks train as easily as shallow ones.
 # 5. **The network (ResNet-9)**: a "prep" conv (64 channels), then three stages that
 #    double the channels and halve the resolution (conv + max-pool: 128 at 16x16, 256 at
@@ -38,8 +39,8 @@
 #    then falls linearly to 0 at the end, so the last epochs take small, careful steps
 #    (`optim.lr_scheduler.OneCycleLR(anneal_strategy='linear')` does nearly the same;
 #    here it is written out with `LambdaLR` to be seen).
-# 8. **Label smoothing 0.2**: the target is 0.82 for the true class and 0.02 for each
-#    other class instead of 1 and 0. A model can no longer lower its loss by making its
+# 8. **Label smoothing $\varepsilon = 0.2$**: the target is $1 - \varepsilon + \varepsilon/10 = 0.82$ for the true class and
+#    $\varepsilon/10 = 0.02$ for each other class instead of 1 and 0. A model can no longer lower its loss by making its
 #    logits ever larger; it generalises better and is less over-confident.
 # 9. **Flip test-time augmentation** (reported on the side; the goal is without it): the
 #    logits of an image and of its mirror image are added before choosing a class.
@@ -51,7 +52,7 @@
 # the recipe work at a small scale.
 #
 # Run:  python lessons/06_cifar10_resnet.py [--device cuda] [--epochs N] [--width W] [--data DIR] [--smoke]
-# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
+# Data: --data, else `$MINIDL_DATA`, else ./datasets, else it is downloaded (163 MB).
 
 # %% [markdown]
 # ## Setup: arguments, device, output folder

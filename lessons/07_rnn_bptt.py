@@ -1,44 +1,48 @@
 # %% [markdown]
 # # Lesson 07: a recurrent network, and backpropagation through time (BPTT).
 #
-# An RNN reads a sequence one step at a time and keeps a hidden state h_t,
+# An RNN reads a sequence one step at a time and keeps a hidden state $h_t$,
 #
-#     h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),
+# $$h_t = \tanh\left(x_t W_{ih}^\top + b_{ih} + h_{t-1} W_{hh}^\top + b_{hh}\right),$$
 #
-# so the same weights are applied T times. Unrolled over T steps it is a T-layer network
+# so the same weights are applied $T$ times. Unrolled over $T$ steps it is a $T$-layer network
 # whose layers share their weights, and backprop through that unrolled network is BPTT:
 #
-#     dL/dh_{t-1} = (dL/dh_t * (1 - h_t**2)) W_hh          (one factor per step)
+# $$\frac{\partial L}{\partial h_{t-1}} = \left(\frac{\partial L}{\partial h_t} \odot \left(1 - h_t^2\right)\right) W_{hh} \qquad \text{(one factor per step)}$$
 #
-# With the loss at the last step, T - 1, the gradient reaching step t has been multiplied by
-# T - 1 - t such factors (none at t = T - 1, T - 1 at t = 0). When they are
+# With the loss at the last step, $T - 1$, the gradient reaching step $t$ has been multiplied by
+# $T - 1 - t$ such factors (none at $t = T - 1$, $T - 1$ at $t = 0$):
+#
+# $$\frac{\partial L}{\partial h_t} = \frac{\partial L}{\partial h_{T-1}} \left[\operatorname{diag}\left(1 - h_{T-1}^2\right) W_{hh}\right] \left[\operatorname{diag}\left(1 - h_{T-2}^2\right) W_{hh}\right] \cdots \left[\operatorname{diag}\left(1 - h_{t+1}^2\right) W_{hh}\right].$$
+#
+# When they are
 # smaller than 1 it shrinks exponentially (vanishing gradients: the network cannot learn
 # what happened long ago); larger than 1, it grows exponentially (exploding gradients).
 #
 # The task (the same in lesson 08), "remember the marked sign": a stream of random values
-# +1 / -1 and a second channel that flags one of the first 10 steps; after T steps the
-# network must say whether the flagged value was +1 or -1 (chance: 50 %). Everything after
-# the flagged step is noise it must ignore, and the answer lies T - 10 to T - 1 steps before
-# the end: the longer T, the longer the dependency. (Chosen over the classic "adding problem" because
+# $\pm 1$ and a second channel that flags one of the first 10 steps; after $T$ steps the
+# network must say whether the flagged value was $+1$ or $-1$ (chance: 50 %). Everything after
+# the flagged step is noise it must ignore, and the answer lies $T - 10$ to $T - 1$ steps before
+# the end: the longer $T$, the longer the dependency. (Chosen over the classic "adding problem" because
 # it is a classification with an accuracy to read, and fast to learn when learnable.)
 #
 # This lesson measures:
 #
 # 1. the task, and an RNN unrolled by hand with `nn.RNNCell` in a Python loop over time,
 #    checked against `nn.RNN` (which fuses the whole loop into one op) with the same weights;
-# 2. ||dL/dh_t|| at every step of the unrolled RNN (`retain_grad` on each h_t), for
+# 2. $\|\partial L / \partial h_t\|$ at every step of the unrolled RNN (`retain_grad` on each $h_t$), for
 #    recurrent weights of growing size: vanishing and exploding gradients, on a log scale;
-# 3. the same RNN trained on the task for growing T: it learns T = 10 and stays near chance
-#    (50 %) at T = 20 and T = 40 within its 600 updates (at T = 20, seeds 0 to 4 all failed on
+# 3. the same RNN trained on the task for growing $T$: it learns $T = 10$ and stays near chance
+#    (50 %) at $T = 20$ and $T = 40$ within its 600 updates (at $T = 20$, seeds 0 to 4 all failed on
 #    the 2-core build machine, 2026-12-06: run with --lengths 20 --seed N to try others);
-# 4. truncated BPTT: detach h every k steps. The gradient stops at the cut (dependencies
-#    longer than k cannot be learned), but each update costs k steps instead of T, so on a
-#    long stream with a loss at every step it makes T / k updates for about the compute of one.
+# 4. truncated BPTT: detach $h$ every $k$ steps. The gradient stops at the cut (dependencies
+#    longer than $k$ cannot be learned), but each update costs $k$ steps instead of $T$, so on a
+#    long stream with a loss at every step it makes $T / k$ updates for about the compute of one.
 #
 # Choices: Adam (lr 1e-2) with gradient-norm clipping at 1 (clipping keeps a rare exploding
 # step from throwing the weights away; Adam rescales each weight's step, but that does not
-# rescue gradients this small: T = 40 stays at chance); 32 hidden units; fresh random sequences
-# every step, so there is no overfitting to talk about; PyTorch's initialisation, U(-1/sqrt(H), 1/sqrt(H)).
+# rescue gradients this small: $T = 40$ stays at chance); 32 hidden units; fresh random sequences
+# every step, so there is no overfitting to talk about; PyTorch's initialisation, $U(-1/\sqrt{H}, 1/\sqrt{H})$.
 #
 # Run:  python lessons/07_rnn_bptt.py [--device cuda] [--smoke] [--steps N] [--out DIR]
 
@@ -99,7 +103,7 @@ for b in range(2):
 # %% [markdown]
 # ## 2. An RNN unrolled by hand, checked against nn.RNN
 #
-# The cell is one step; the loop over time is ours. Every h_t stays in the graph, so
+# The cell is one step; the loop over time is ours. Every $h_t$ stays in the graph, so
 # loss.backward() walks back through all T steps: that walk IS backprop through time.
 
 # %%
@@ -137,11 +141,11 @@ print("autograd records one node instead of one per step. The training below use
 
 
 # %% [markdown]
-# ## 3. ||dL/dh_t|| over time: vanishing and exploding gradients
+# ## 3. $\|\partial L / \partial h_t\|$ over time: vanishing and exploding gradients
 #
 # retain_grad() asks backward to keep .grad on a non-leaf tensor (normally only leaves keep it).
-# We set W_hh ~ N(0, g**2 / H): its spectral radius is then close to the gain g, and each step
-# back multiplies the gradient by roughly g * (mean tanh'), so g < 1 vanishes, g > 1 can explode.
+# We set $W_{hh} \sim \mathcal{N}(0, g^2 / H)$: its spectral radius is then close to the gain $g$, and each step
+# back multiplies the gradient by roughly $g \cdot \overline{\tanh'}$ (the mean of $\tanh'$), so $g < 1$ vanishes, $g > 1$ can explode.
 
 # %%
 def gradient_norms(cell, x, y, truncate=None):
@@ -250,7 +254,7 @@ print(f"saved {common.show(path)}")
 # %% [markdown]
 # ## 5. Truncated BPTT: cut the graph every k steps
 #
-# (a) What it does to the gradient: with a cut before every k-th step, dL/dh_t is exactly 0
+# (a) What it does to the gradient: with a cut before every $k$-th step, $\partial L / \partial h_t$ is exactly 0
 #     before the last cut. The loss here is at the last step, so only the last chunk learns.
 
 # %%
