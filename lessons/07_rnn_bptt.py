@@ -15,9 +15,8 @@
 #
 # $$\frac{\partial L}{\partial h_t} = \frac{\partial L}{\partial h_{T-1}} \left[\operatorname{diag}\left(1 - h_{T-1}^2\right) W_{hh}\right] \left[\operatorname{diag}\left(1 - h_{T-2}^2\right) W_{hh}\right] \cdots \left[\operatorname{diag}\left(1 - h_{t+1}^2\right) W_{hh}\right].$$
 #
-# When they are
-# smaller than 1 it shrinks exponentially (vanishing gradients: the network cannot learn
-# what happened long ago); larger than 1, it grows exponentially (exploding gradients).
+# When they are smaller than 1 it shrinks exponentially (vanishing gradients: the network cannot
+# learn what happened long ago); larger than 1, it grows exponentially (exploding gradients).
 #
 # The task (the same in lesson 08), "remember the marked sign": a stream of random values
 # $\pm 1$ and a second channel that flags one of the first 10 steps; after $T$ steps the
