@@ -4,40 +4,41 @@
 # A deep network multiplies its input by one weight matrix after another. If each layer
 # scales the signal by a factor a little below 1, ten layers scale it by that factor to the
 # tenth power, and the last layers see (almost) nothing; a little above 1 and a tanh
-# saturates at +-1, where its slope, and so every gradient through it, is 0. Which factor
+# saturates at $\pm 1$, where its slope, and so every gradient through it, is 0. Which factor
 # a layer gets is decided by how its weights are drawn: the initialisation.
 #
-# The variance argument. A unit of a linear layer computes y = sum_i w_i x_i over n_in
-# inputs. With the w_i independent of the x_i and of each other, mean 0, variance Var(w):
+# The variance argument. A unit of a linear layer computes $y = \sum_i w_i x_i$ over $n_\text{in}$
+# inputs. With the $w_i$ independent of the $x_i$ and of each other, mean 0, variance $\mathrm{Var}(w)$:
 #
-#     Var(y) = sum_i Var(w_i x_i) = n_in Var(w) E[x^2]
+# $$\mathrm{Var}(y) = \sum_i \mathrm{Var}(w_i x_i) = n_\text{in}\, \mathrm{Var}(w)\, E[x^2]$$
 #
-# (Var(w x) = E[w^2] E[x^2] - (E[w] E[x])^2 = Var(w) E[x^2] since E[w] = 0.) So the signal
-# keeps its size from layer to layer when n_in Var(w) E[x^2] = Var(previous y):
+# ($\mathrm{Var}(w x) = E[w^2]\, E[x^2] - (E[w]\, E[x])^2 = \mathrm{Var}(w)\, E[x^2]$ since $E[w] = 0$.) So the signal
+# keeps its size from layer to layer when $n_\text{in}\, \mathrm{Var}(w)\, E[x^2] = \mathrm{Var}(\text{previous } y)$:
 #
-# * tanh is the identity near 0 (slope 1), so while the signal is small E[x^2] = Var(y of
-#   the layer before), and Var(w) = 1 / n_in keeps it (Xavier/Glorot takes
-#   2 / (n_in + n_out), the same for a square layer, a compromise with the backward pass,
-#   whose variance goes with n_out; PyTorch's gain for tanh, 5/3, pushes back against the
+# * tanh is the identity near 0 (slope 1), so while the signal is small $E[x^2] = \mathrm{Var}(y)$ (of
+#   the layer before), and $\mathrm{Var}(w) = 1 / n_\text{in}$ keeps it (Xavier/Glorot takes
+#   $\mathrm{Var}(w) = 2 / (n_\text{in} + n_\text{out})$, the same for a square layer, a compromise with the backward pass,
+#   whose variance goes with $n_\text{out}$; PyTorch's gain for tanh, $5/3$, pushes back against the
 #   squashing of tanh away from 0).
-# * ReLU zeroes the negative half of a symmetric y: E[relu(y)^2] = Var(y) / 2. To keep
-#   Var(y) steady, n_in Var(w) / 2 = 1, so Var(w) = 2 / n_in: Kaiming/He initialisation
-#   (`kaiming_normal_(w, nonlinearity="relu")`: std = sqrt(2 / n_in)). Xavier with ReLU
-#   (Var(w) = 1 / n_in for a square layer) halves E[x^2] at every layer.
+# * ReLU zeroes the negative half of a symmetric $y$: $E[\mathrm{relu}(y)^2] = \mathrm{Var}(y) / 2$. To keep
+#   $\mathrm{Var}(y)$ steady, $n_\text{in}\, \mathrm{Var}(w) / 2 = 1$, so $\mathrm{Var}(w) = 2 / n_\text{in}$: Kaiming/He initialisation
+#   (`kaiming_normal_(w, nonlinearity="relu")`: $\mathrm{std} = \sqrt{2 / n_\text{in}}$). Xavier with ReLU
+#   ($\mathrm{Var}(w) = 1 / n_\text{in}$ for a square layer) halves $E[x^2]$ at every layer.
 #
-# The backward pass obeys the same rule with n_out in place of n_in (dL/dx = W^T dL/dy),
-# times the slope of the nonlinearity: a tanh stuck at +-1 passes no gradient back.
+# The backward pass obeys the same rule with $n_\text{out}$ in place of $n_\text{in}$
+# ($\partial L / \partial x = W^\top\, \partial L / \partial y$), times the slope of the nonlinearity:
+# a tanh stuck at $\pm 1$ passes no gradient back.
 #
 # This lesson builds one deep MLP (3072 -> 256 -> ... -> 256 -> 10: ten hidden layers of
 # 256 units) on CIFAR-10 images, flattened and normalised per channel, and records, with
 # module hooks, the output of every nonlinearity (`register_forward_hook`) and the
 # gradient of the loss with respect to it (`register_full_backward_hook`) on one batch:
 #
-# 1. tanh with too-small weights (std 0.5 / sqrt(n_in)): activations collapse towards 0,
+# 1. tanh with too-small weights (std $0.5 / \sqrt{n_\text{in}}$): activations collapse towards 0,
 #    and so do the gradients;
-# 2. tanh with too-large weights (std 3 / sqrt(n_in)): saturation, the fraction of
-#    |a| > 0.99 per layer;
-# 3. tanh with Xavier (gain 1 and PyTorch's gain 5/3 for tanh);
+# 2. tanh with too-large weights (std $3 / \sqrt{n_\text{in}}$): saturation, the fraction of
+#    $|a| > 0.99$ per layer;
+# 3. tanh with Xavier (gain 1 and PyTorch's gain $5/3$ for tanh);
 # 4. ReLU with Xavier (the std shrinks layer by layer) vs ReLU with Kaiming (kept);
 # 5. dead ReLUs: units that are never active on the batch, from a bias of -1 at
 #    initialisation, and from one SGD step with a far too large learning rate;
@@ -53,18 +54,18 @@
 # 99 s under heavier load; batch of 512 random training images, seed 0):
 #
 # * tanh, too small: the activation std halves at every layer (0.495 per layer: 0.41 at
-#   layer 1, 7e-4 at layer 10) and dL/da halves going back (5.9e-5 at layer 10, 1.1e-7 at
-#   layer 1); after 300 SGD steps the loss is still 2.299 (chance: log 10 = 2.303).
-# * tanh, too large: 28-35 % of the activations in every layer have |a| > 0.99, where the
-#   slope 1 - a^2 is below 0.02 and almost no gradient passes back. (dL/da as a whole still
-#   grows 16x from layer 10 back to layer 1: W^T multiplies it by about 3 per layer, more
+#   layer 1, 7e-4 at layer 10) and $\partial L / \partial a$ halves going back (5.9e-5 at layer 10, 1.1e-7 at
+#   layer 1); after 300 SGD steps the loss is still 2.299 (chance: $\log 10 = 2.303$).
+# * tanh, too large: 28-35 % of the activations in every layer have $|a| > 0.99$, where the
+#   slope $1 - a^2$ is below 0.02 and almost no gradient passes back. ($\partial L / \partial a$ as a whole still
+#   grows 16x from layer 10 back to layer 1: $W^\top$ multiplies it by about 3 per layer, more
 #   than the flattened tanh takes away.) The loss over the first 20 steps averages 3.77,
 #   above chance: confident, wrong outputs.
-# * tanh, Xavier (gain 1): std 0.69 at layer 1 down to 0.23 at layer 10; with gain 5/3 it
+# * tanh, Xavier (gain 1): std 0.69 at layer 1 down to 0.23 at layer 10; with gain $5/3$ it
 #   settles at 0.65, about 1.5 % saturated (layer 1, with 3072 inputs, gets 5.8 % and 22 %:
-#   Xavier's 2 / (n_in + n_out) is larger than 1 / n_in when n_out < n_in).
-# * ReLU: Xavier loses 0.709 of the std per layer (1/sqrt(2) = 0.707), 0.81 down to 0.038;
-#   Kaiming keeps 0.80-0.92 in every layer (1.013 per layer) and dL/da flat at 1.8-2.0e-4.
+#   Xavier's $2 / (n_\text{in} + n_\text{out})$ is larger than $1 / n_\text{in}$ when $n_\text{out} < n_\text{in}$).
+# * ReLU: Xavier loses 0.709 of the std per layer ($1/\sqrt{2} = 0.707$), 0.81 down to 0.038;
+#   Kaiming keeps 0.80-0.92 in every layer (1.013 per layer) and $\partial L / \partial a$ flat at 1.8-2.0e-4.
 # * dead ReLUs: with a bias of -1, 24 % of layer 3's units, 93 % of layer 4's and all of
 #   layers 5-10 never fire on the batch, and no gradient reaches layers 1-9. Kaiming at
 #   initialisation already has up to 13 % in the deeper layers; one SGD step at lr 0.3
@@ -72,7 +73,7 @@
 # * batch norm: std 0.62-0.64 in every layer for both bad initialisations, the two tables
 #   equal to 1.7e-5.
 # * the race (training loss over the last 20 of 300 steps, test accuracy on 2,000 images):
-#   too small 2.299 / 10.8 %, too large 2.073 / 24.7 %; tanh Xavier 1.320 / 40.3 %, gain 5/3
+#   too small 2.299 / 10.8 %, too large 2.073 / 24.7 %; tanh Xavier 1.320 / 40.3 %, gain $5/3$
 #   1.297 / 34.5 %; ReLU Xavier 1.464 / 41.2 %, Kaiming 1.426 / 41.0 %; batch norm after the
 #   too-small init 1.519 / 41.2 %, after the too-large one 1.226 / 35.5 %. The two bad
 #   initialisations are the ones that fall behind; batch norm rescues both. Between the

@@ -7,24 +7,25 @@
 # 1. **Mixed precision** (`minidl.amp`). Inside `amp.autocast()` the matrix products of
 #    convolutions and dense layers run in float16 on float16 copies of their inputs, while
 #    losses, softmax, reductions and batch-norm statistics stay in float32, and the weights
-#    themselves stay float32 ("master weights": an update of 1e-4 on a weight of 1 is lost in
-#    float16, whose spacing near 1 is 1e-3). Small gradients underflow in float16 (below 6e-8
-#    they are 0), so `amp.GradScaler` multiplies the loss by a large scale S before backward
-#    (every gradient is then S times larger, by the chain rule), divides the gradients by S
-#    before the optimizer step, skips the step when a gradient overflowed to inf, and halves S
-#    then; after 2000 clean steps it doubles S again. Activations stored for backward take half
+#    themselves stay float32 ("master weights": an update of $10^{-4}$ on a weight of 1 is lost in
+#    float16, whose spacing near 1 is $2^{-10} \approx 10^{-3}$). Small gradients underflow in float16 (below
+#    $2^{-24} \approx 6 \times 10^{-8}$ they are 0), so `amp.GradScaler` multiplies the loss by a large scale $S$ before backward
+#    (every gradient is then $S$ times larger, by the chain rule: $\partial (S L) / \partial w = S\, \partial L / \partial w$),
+#    divides the gradients by $S$ before the optimizer step, skips the step when a gradient overflowed to inf, and halves $S$
+#    then; after 2000 clean steps it doubles $S$ again. Activations stored for backward take half
 #    the memory. Time is another matter: a GPU's tensor cores are built for float16 products
 #    (run with `--device cuda` to measure what they give), but NumPy has no float16 matrix
 #    product in BLAS (part 4 times it), so on the CPU minidl multiplies float16 inputs in float32
 #    and rounds the result to float16 (the numbers a tensor core gives), and NumPy's float16
 #    elementwise work and conversions still make the whole step slower than float32 there.
-# 2. **Gradient accumulation.** The gradient of a mean loss over a batch of B samples is the
-#    mean of the gradients over k chunks of B/k:
+# 2. **Gradient accumulation.** The gradient of a mean loss over a batch of $B$ samples is the
+#    mean of the gradients over $k$ chunks of $B/k$:
 #
-#        d/dw (1/B) sum_i L_i = (1/k) sum_j [ d/dw (k/B) sum_{i in chunk j} L_i ]
+#    $$\frac{\partial}{\partial w} \frac{1}{B} \sum_{i=1}^{B} L_i
+#      = \frac{1}{k} \sum_{j=1}^{k} \left[ \frac{\partial}{\partial w} \frac{k}{B} \sum_{i \in \text{chunk } j} L_i \right]$$
 #
 #    so `(loss / k).backward()` on each chunk (gradients add up in `.grad`) and one
-#    `optimizer.step()` after the k-th gives the batch-B step with the memory of batch B/k.
+#    `optimizer.step()` after the $k$-th gives the batch-$B$ step with the memory of batch $B/k$.
 #    Exactly, for layers that treat samples independently; batch norm does not (it normalises
 #    with the statistics of the chunk it sees), and part 2 measures by how much.
 # 3. **Early stopping** on a validation split held out of the training set (never the test
@@ -59,7 +60,7 @@
 # ended the run 5 epochs early and went back to the best validation epoch (13).
 #
 # Run:  python lessons/14_training_on_a_budget.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
-# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
+# Data: --data, else `$MINIDL_DATA`, else ./datasets, else it is downloaded (163 MB).
 
 # %% [markdown]
 # ## Setup: arguments, device, output folder
@@ -117,7 +118,7 @@ def make_model(batch_norm=False):
 
 
 # %% [markdown]
-# ## 2. Gradient accumulation: k chunks of B/k give the gradient of one batch of B
+# ## 2. Gradient accumulation: $k$ chunks of $B/k$ give the gradient of one batch of $B$
 
 # %%
 def gradients(model, x, y, chunks):

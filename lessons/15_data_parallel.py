@@ -3,23 +3,25 @@
 #
 # Data parallelism copies the whole model into every process (a "rank") and gives each rank a
 # different shard of every batch. Why that trains the same model as one big batch: for a loss
-# that is a MEAN over the samples, a batch B of R*b samples cut into R shards B_1..B_R of b each,
+# that is a MEAN over the samples, a batch $\mathcal{B}$ of $R b$ samples cut into $R$ shards
+# $\mathcal{B}_1, \dots, \mathcal{B}_R$ of $b$ each,
 #
-#     L(w) = 1/(R b) sum_{i in B} l_i(w)
-#          = 1/R sum_r [ 1/b sum_{i in B_r} l_i(w) ]  =  1/R sum_r L_r(w)
+# $$L(w) = \frac{1}{R b} \sum_{i \in \mathcal{B}} \ell_i(w)
+#        = \frac{1}{R} \sum_{r=1}^{R} \left[ \frac{1}{b} \sum_{i \in \mathcal{B}_r} \ell_i(w) \right]
+#        = \frac{1}{R} \sum_{r=1}^{R} L_r(w)$$
 #
 # and differentiation is linear, so
 #
-#     dL/dw = 1/R sum_r dL_r/dw.
+# $$\frac{\partial L}{\partial w} = \frac{1}{R} \sum_{r=1}^{R} \frac{\partial L_r}{\partial w}.$$
 #
-# Each rank computes dL_r/dw on its own 32 samples; one all-reduce adds the R gradients up
-# on every rank, each divides by R, and all ranks take the same optimizer step from the same
-# weights: the copies stay identical, and the step is the step of batch R*b = 64. (Two
+# Each rank computes $\partial L_r / \partial w$ on its own 32 samples; one all-reduce adds the $R$ gradients up
+# on every rank, each divides by $R$, and all ranks take the same optimizer step from the same
+# weights: the copies stay identical, and the step is the step of batch $R b = 64$. (Two
 # conditions: equal shard sizes, hence drop_last; and nothing that mixes samples inside a
 # batch, which batch norm does: its statistics would be per shard.)
 #
 # What this lesson measures:
-# 1. the loss curve of R processes x batch 32 (the mean of the shards' losses, itself an
+# 1. the loss curve of $R$ processes x batch 32 (the mean of the shards' losses, itself an
 #    all-reduce) against 1 process x batch 64 from the same initial weights and the same order
 #    of samples, computed on rank 0: the largest difference is float32 rounding;
 # 2. the cost of the communication: seconds in the all-reduces against the whole step, and the
@@ -95,9 +97,9 @@ parameters = sum(p.data.size for p in model.parameters())
 # ## 2. One training loop for both runs
 #
 # The sampler decides which samples a rank sees: every epoch all ranks draw the same permutation
-# (seed + epoch) and rank r keeps positions r, r+R, r+2R, ... So rank r's k-th batch of 32 holds
-# positions 64k + r, 64k + r + 2, ...: together the ranks' k-th batches are exactly positions
-# 64k .. 64k+63 of the permutation, the k-th batch of 64 of one process using the same permutation.
+# (seed + epoch) and rank $r$ keeps positions $r, r+R, r+2R, \dots$ So rank $r$'s $k$-th batch of 32 holds
+# positions $64k + r, 64k + r + 2, \dots$: together the ranks' $k$-th batches are exactly positions
+# $64k, \dots, 64k+63$ of the permutation, the $k$-th batch of 64 of one process using the same permutation.
 
 # %%
 def train(model, world_size, rank_here, batch_size, ddp=None):
@@ -142,7 +144,7 @@ say(f"\n{world} x batch {args.batch_size}: {len(curve)} steps, loss {curve[0]:.4
 # ## 4. What the communication costs
 #
 # Every step each rank sends every gradient once (all-reduce of the buckets), plus a count of the
-# parameters it used: bytes = 4 * parameters + 8 * tensors. Timed on the host around the reduction,
+# parameters it used: $\text{bytes} = 4 \times \text{parameters} + 8 \times \text{tensors}$. Timed on the host around the reduction,
 # so it includes waiting for the slower rank: an all-reduce ends only when every rank has arrived.
 
 # %%
@@ -157,7 +159,7 @@ if ddp is not None:
         f"{stats['bytes'] / max(comm, 1e-9) / 2**30:.2f} GiB/s")
 
 # %% [markdown]
-# ## 5. The reference: one process, batch 32 R, same start, same order (rank 0 computes it)
+# ## 5. The reference: one process, batch $32 R$, same start, same order (rank 0 computes it)
 
 # %%
 if world > 1 and rank == 0:
