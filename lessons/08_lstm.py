@@ -2,19 +2,22 @@
 # # Lesson 08: the LSTM, a recurrent cell whose memory is added to, not multiplied by weights.
 #
 # Lesson 07 showed why a plain RNN forgets: going back one step multiplies the gradient by
-# diag(tanh') W_hh, so it shrinks (or grows) exponentially with the distance. The LSTM
+# $\operatorname{diag}(\tanh')\, W_{hh}$, so it shrinks (or grows) exponentially with the distance. The LSTM
 # (Hochreiter and Schmidhuber, 1997; forget gate: Gers et al., 2000) keeps a second state,
-# the cell c, that is updated by addition and decayed by a gate the network controls:
+# the cell $c$, that is updated by addition and decayed by a gate the network controls
+# ($\sigma$ the sigmoid, $\odot$ the elementwise product):
 #
-#     i = sigmoid(x W_ii^T + h W_hi^T + b_i)    input gate: how much of the candidate to write
-#     f = sigmoid(x W_if^T + h W_hf^T + b_f)    forget gate: how much of the old cell to keep
-#     g = tanh   (x W_ig^T + h W_hg^T + b_g)    the candidate
-#     o = sigmoid(x W_io^T + h W_ho^T + b_o)    output gate: how much of the cell to show
-#     c' = f * c + i * g
-#     h' = o * tanh(c')
+# $$\begin{aligned}
+# i &= \sigma(x W_{ii}^\top + h W_{hi}^\top + b_i) && \text{input gate: how much of the candidate to write} \\
+# f &= \sigma(x W_{if}^\top + h W_{hf}^\top + b_f) && \text{forget gate: how much of the old cell to keep} \\
+# g &= \tanh(x W_{ig}^\top + h W_{hg}^\top + b_g) && \text{the candidate} \\
+# o &= \sigma(x W_{io}^\top + h W_{ho}^\top + b_o) && \text{output gate: how much of the cell to show} \\
+# c' &= f \odot c + i \odot g \\
+# h' &= o \odot \tanh(c')
+# \end{aligned}$$
 #
-# Along the cell, dL/dc = dL/dc' * f: one factor per step, elementwise, between 0 and 1, and
-# chosen by the network. With f near 1 the gradient (and the memory) survives many steps.
+# Along the cell, $\partial L / \partial c = \partial L / \partial c' \odot f$: one factor per step, elementwise, between 0 and 1, and
+# chosen by the network. With $f$ near 1 the gradient (and the memory) survives many steps.
 #
 # This lesson measures:
 #
@@ -23,23 +26,23 @@
 #    (one Function with a hand-written backward): forward and gradients, max abs difference;
 # 2. `gradcheck` of the cell in float64: ours, and the fused one's hand-written backward;
 # 3. what fusing buys: time and autograd nodes of a whole sequence, composed vs fused;
-# 4. ||dL/dx_t||, how much the loss at the end can still "hear" of the input at step t,
-#    for an RNN and an LSTM at initialisation: with PyTorch's init (b = 0 on average, so
-#    f is about 0.5) and with the forget-gate bias set to 3 (f about 0.95);
-# 5. lesson 07's task, "remember the marked sign", at T = 40, where the RNN stayed at chance:
+# 4. $\|\partial L / \partial x_t\|$, how much the loss at the end can still "hear" of the input at step $t$,
+#    for an RNN and an LSTM at initialisation: with PyTorch's init ($b = 0$ on average, so
+#    $f$ is about $0.5$) and with the forget-gate bias set to 3 ($f$ about $0.95$);
+# 5. lesson 07's task, "remember the marked sign", at $T = 40$, where the RNN stayed at chance:
 #    RNN vs LSTM vs LSTM with forget bias 3; then we read the trained LSTM's cells and gates,
 #    lined up at the marked step, to see where it keeps the answer.
 #
-# Choices: the forget bias. PyTorch initialises every bias U(-1/sqrt(H), 1/sqrt(H)); then
-# f is about sigmoid(0) = 0.5 and the cell halves every step: at initialisation an LSTM
-# forgets as fast as the RNN. Starting f near 1 (Gers et al. 2000; Jozefowicz et al. 2015
-# use b_f = 1) lets the first gradients reach far back. A cell kept with forget gate f loses
-# 1 - f of itself a step, so it remembers for about 1 / (1 - f) steps; Tallec and Ollivier
-# (2018) choose b_f so that this matches the dependency lengths. We use b_f = 3: f = 0.95, a
-# memory of about 20 steps, for dependencies of 30 to 40 (b_f = 2, f = 0.88, 8 steps, learned
+# Choices: the forget bias. PyTorch initialises every bias $U(-1/\sqrt{H}, 1/\sqrt{H})$; then
+# $f$ is about $\sigma(0) = 0.5$ and the cell halves every step: at initialisation an LSTM
+# forgets as fast as the RNN. Starting $f$ near 1 (Gers et al. 2000; Jozefowicz et al. 2015
+# use $b_f = 1$) lets the first gradients reach far back. A cell kept with forget gate $f$ loses
+# $1 - f$ of itself a step, so it remembers for about $1 / (1 - f)$ steps; Tallec and Ollivier
+# (2018) choose $b_f$ so that this matches the dependency lengths. We use $b_f = 3$: $f = 0.95$, a
+# memory of about 20 steps, for dependencies of 30 to 40 ($b_f = 2$, $f = 0.88$, 8 steps, learned
 # the task too within 600 updates, seeds 0, 1 and 2, on the 2-core build machine, 2026-12-06: try
 # --forget-bias 2 or 1 yourself). PyTorch has two
-# biases per gate, b_ih and b_hh; only their sum matters, so each gets half.
+# biases per gate, $b_{ih}$ and $b_{hh}$; only their sum matters, so each gets half.
 # Training as in lesson 07 (Adam lr 1e-2, clipping at norm 1, 64 fresh sequences a step).
 #
 # Run:  python lessons/08_lstm.py [--device cuda] [--smoke] [--steps N] [--length T] [--out DIR]
@@ -87,8 +90,8 @@ def on_device(values, dtype=np.float32, requires_grad=False):
 # %% [markdown]
 # ## 1. The LSTM equations as code
 #
-# PyTorch stacks the four gates' weights in one matrix, W_ih (4H, D) = [W_ii; W_if; W_ig; W_io],
-# W_hh (4H, H) likewise, so one matmul each computes all four pre-activations at once.
+# PyTorch stacks the four gates' weights in one matrix, $W_{ih}$ `(4H, D)` $= [W_{ii}; W_{if}; W_{ig}; W_{io}]$,
+# $W_{hh}$ `(4H, H)` likewise, so one matmul each computes all four pre-activations at once.
 
 # %%
 def lstm_cell_by_hand(x, h, c, w_ih, w_hh, b_ih, b_hh):
@@ -200,10 +203,10 @@ if times["fused"] > times["composed"]:
 
 
 # %% [markdown]
-# ## 4. How far back does the gradient reach? ||dL/dx_t|| at initialisation
+# ## 4. How far back does the gradient reach? $\|\partial L / \partial x_t\|$ at initialisation
 #
-# x.grad[t] says how much the loss at the last step changes with the input at step t:
-# the signal that training would use to learn a dependency on step t.
+# `x.grad[t]` $= \partial L / \partial x_t$ says how much the loss at the last step changes with the input at step $t$:
+# the signal that training would use to learn a dependency on step $t$.
 
 # %%
 def marked_sign(rng, batch, length):

@@ -5,18 +5,17 @@
 # models usually read, instead, a picture of which frequencies are present when, built in
 # steps that each have a reason:
 #
-#     waveform (T,)                   what the microphone measured
-#     frames (n_frames, 200)          25 ms slices every 10 ms: speech barely changes in 25 ms
-#     x window                        taper each slice to 0 at its ends, or its edges smear every peak
-#     STFT (129, n_frames), complex   the FFT of every windowed frame (n_fft = 256 >= 200 samples)
-#     power |X|^2                     the energy at each frequency; the phase is dropped
-#     mel filterbank (40, 129)        40 triangular bands, narrow at low frequencies, wide at high
-#                                     ones, as our ears resolve pitch (and fewer numbers)
-#     log-mel (40, n_frames)          decibels: loudness is heard logarithmically, and the log turns
-#                                     a volume change into an offset
-#     MFCC (13, n_frames)             DCT of each log-mel column, first 13 kept: the smooth shape
-#                                     of the spectrum (the vocal tract), not its fine ripples (pitch)
-#     + deltas (39, n_frames)         how each coefficient changes over time
+# | step | shape | what it is, and why |
+# |---|---|---|
+# | waveform | `(T,)` | what the microphone measured |
+# | frames | `(n_frames, 200)` | 25 ms slices every 10 ms: speech barely changes in 25 ms |
+# | $\times$ window | | taper each slice to 0 at its ends, or its edges smear every peak |
+# | STFT | `(129, n_frames)`, complex | the FFT of every windowed frame ($n_\text{fft} = 256 \ge 200$ samples) |
+# | power $\lvert X \rvert^2$ | | the energy at each frequency; the phase is dropped |
+# | mel filterbank | `(40, 129)` | 40 triangular bands, narrow at low frequencies, wide at high ones, as our ears resolve pitch (and fewer numbers) |
+# | log-mel | `(40, n_frames)` | decibels: loudness is heard logarithmically, and the log turns a volume change into an offset |
+# | MFCC | `(13, n_frames)` | DCT of each log-mel column, first 13 kept: the smooth shape of the spectrum (the vocal tract), not its fine ripples (pitch) |
+# | + deltas | `(39, n_frames)` | how each coefficient changes over time |
 #
 # This lesson runs each step on a real FSDD recording, prints the shapes, plots every stage,
 # checks two steps against independent references (numpy's FFT of one frame; scipy's DCT),
@@ -126,7 +125,10 @@ print(f"saved {common.show(out / '1_frame_and_window.png')}")
 # %% [markdown]
 # ## 3. STFT and the power spectrogram
 #
-# center=True pads 128 samples on each side (reflected), so frame m is centred on sample m * 80.
+# `center=True` pads 128 samples on each side (reflected), so frame $m$ is centred on sample $80\,m$.
+# With $x$ the padded signal and $w$ the 200-sample Hann window zero-padded to $n_\text{fft} = 256$,
+#
+# $$X_{k,m} = \sum_{n=0}^{255} w_n\, x_{80m + n}\, e^{-2\pi i k n / 256}, \qquad k = 0, \dots, 128, \qquad P_{k,m} = \lvert X_{k,m} \rvert^2 .$$
 
 # %%
 spectrum = audio.stft(x, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window="hann")
@@ -150,6 +152,13 @@ print(f"power |X|^2: {power.shape}; from {power_np[power_np > 0].min():.1e} to {
 
 # %% [markdown]
 # ## 4. The mel filterbank
+#
+# Two mel scales are in use. HTK's: $m = 2595 \log_{10}(1 + f / 700)$. Slaney's (librosa's default, used here):
+# linear to 1 kHz, logarithmic above,
+#
+# $$m = \begin{cases} f \,/\, (200/3) & f < 1000 \text{ Hz} \\ 15 + \ln(f / 1000) \,/\, (\ln(6.4) / 27) & f \ge 1000 \text{ Hz.} \end{cases}$$
+#
+# The mel energies are the filterbank matrix $F$ `(40, 129)` times the power spectrogram: $M = F P$.
 
 # %%
 filters = audio.mel_filterbank(N_MELS, N_FFT, SAMPLE_RATE, device=device)  # (40, 129)
@@ -185,6 +194,15 @@ print(f"saved {common.show(out / '2_mel_filterbank.png')}")
 
 # %% [markdown]
 # ## 5. Log-mel, MFCC, deltas
+#
+# Log-mel in decibels, floored 80 dB below the peak: with $\ell = 10 \log_{10} \max(M, 10^{-10})$, $L = \max(\ell,\; \max \ell - 80)$.
+# MFCCs: the orthonormal DCT-II of each column of $L$ ($N = 40$ bands), first 13 kept:
+#
+# $$c_k = s_k \sum_{n=0}^{N-1} L_n \cos\frac{\pi k (2n + 1)}{2N}, \qquad s_0 = \sqrt{1/N},\; s_k = \sqrt{2/N} \;(k > 0).$$
+#
+# Deltas by the regression formula over $\pm 4$ frames (width 9, edge frames repeated); delta-deltas apply it twice:
+#
+# $$d_t = \frac{\sum_{n=1}^{4} n\, (c_{t+n} - c_{t-n})}{2 \sum_{n=1}^{4} n^2}.$$
 
 # %%
 log_mel = audio.power_to_db(mel, top_db=80.0)  # 10 log10(mel), floored 80 dB below the peak

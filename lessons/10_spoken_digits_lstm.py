@@ -14,11 +14,13 @@
 #    steps keep a 1 s clip to 63 frames, a short sequence to backpropagate through.
 # 2. **Normalisation with training statistics only.** Each band gets the mean and std of
 #    its values over the valid frames of the *training* clips; the test set is scaled with
-#    the same numbers, so nothing about the test set leaks into training.
+#    the same numbers, so nothing about the test set leaks into training: band $b$ of
+#    frame $t$ becomes $\hat x_{b,t} = (x_{b,t} - \mu_b) / \sigma_b$, with $\mu_b$ and $\sigma_b$ taken
+#    over the valid frames of the training clips.
 # 3. **Padded batches with lengths.** Clips differ in length (0.14 s to 2.3 s). A batch is
 #    one rectangular array padded to its longest clip, plus each clip's number of valid
 #    frames. `nn.LSTM(..., lengths=)` keeps each sequence's state frozen past its end, so
-#    h_n is the state at its own last frame (PyTorch does this with a PackedSequence).
+#    $h_n$ is the state at its own last frame (PyTorch does this with a PackedSequence).
 #    Clips longer than `--max-seconds` (8 of the 2,700 training clips) are cut there.
 # 4. **The model.** `LSTM(40 -> 128)` then `Linear(128 -> 10)` on the final hidden
 #    state: the LSTM's gates (lesson 08) let it keep what it heard early in the word.

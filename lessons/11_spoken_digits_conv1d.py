@@ -12,13 +12,14 @@
 #    sees 5 frames, about 80 ms: a phoneme-sized piece of sound.
 # 2. **Conv -> BatchNorm -> ReLU blocks, max-pooling by 2 between them.** Batch norm lets
 #    a higher learning rate train stably (lesson 06); each pooling halves the time axis,
-#    so three blocks with kernels 5, 5, 3 see 5 + 4*2 + 2*4 = 21 frames (about 340 ms)
+#    so three blocks with kernels 5, 5, 3 see $5 + 4 \cdot 2 + 2 \cdot 4 = 21$ frames (about 340 ms)
 #    per output frame, most of a spoken digit, for few weights. Conv layers before batch
 #    norm have no bias: the norm's shift would cancel it.
 # 3. **Padding, lengths and a masked average.** Convolutions need one rectangular array,
 #    so every clip is padded to the same 1.2 s (76 frames). After two poolings a clip of
-#    L valid frames covers ceil(L / 4) output frames; the classifier reads the mean of
-#    the features over those frames only, so how much padding a clip had does not change
+#    $L$ valid frames covers $\lceil L / 4 \rceil$ output frames; the classifier reads the mean of
+#    the features over those frames only, $\bar h = \frac{1}{\lceil L/4 \rceil} \sum_{t=0}^{\lceil L/4 \rceil - 1} h_t$,
+#    so how much padding a clip had does not change
 #    its prediction. (Convolutions work on all frames at once: no step-by-step loop over
 #    time as in the LSTM. On the CPU a batch costs this model about half what it costs
 #    lesson 10's; on a GPU, where the LSTM's 76 small steps cannot fill the device, the
