@@ -41,7 +41,7 @@
 # The default seed is 1, the middle of those three, so the default run shows a typical result.
 #
 # Run:  python lessons/05_cifar10_cnn.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
-# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (163 MB).
+# Data: --data, else `$MINIDL_DATA`, else `./datasets`, else it is downloaded (163 MB).
 
 # %% [markdown]
 # ## Setup: arguments, device, output folder

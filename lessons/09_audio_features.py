@@ -26,7 +26,7 @@
 # filters, librosa's defaults); 13 MFCCs plus deltas and delta-deltas, the classic 39 features
 # of speech recognition. Layouts follow torchaudio: frequency before time, (..., n_freqs, n_frames).
 #
-# Data: FSDD under --data, else $MINIDL_DATA, else ./datasets (`<root>/fsdd/recordings`). If it
+# Data: FSDD under --data, else `$MINIDL_DATA`, else `./datasets` (`<root>/fsdd/recordings`). If it
 # is not there, the lesson still runs, on a synthetic tone and chirp, and says so.
 #
 # Run:  python lessons/09_audio_features.py [--data /work/shared/datasets] [--digit 7] [--smoke] [--out DIR]

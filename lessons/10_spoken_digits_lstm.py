@@ -41,7 +41,7 @@
 # can hold a speaker out for that harder test).
 #
 # Run:  python lessons/10_spoken_digits_lstm.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
-# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (about 10 MB).
+# Data: --data, else `$MINIDL_DATA`, else `./datasets`, else it is downloaded (about 10 MB).
 
 # %% [markdown]
 # ## Setup: arguments, device, output folder

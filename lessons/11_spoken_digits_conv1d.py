@@ -34,7 +34,7 @@
 # and digit). Compare with lesson 10: accuracy, training time and parameter count.
 #
 # Run:  python lessons/11_spoken_digits_conv1d.py [--device cuda] [--epochs N] [--data DIR] [--smoke]
-# Data: --data, else $MINIDL_DATA, else ./datasets, else it is downloaded (about 10 MB).
+# Data: --data, else `$MINIDL_DATA`, else `./datasets`, else it is downloaded (about 10 MB).
 
 # %% [markdown]
 # ## Setup: arguments, device, output folder
