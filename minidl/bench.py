@@ -1,20 +1,27 @@
-"""``python -m minidl.bench``: how many training examples per second minidl gets through.
+"""``python -m minidl.bench``: training-step throughput of minidl, side by side with PyTorch.
 
-Two reference models, each trained with Adam on a fixed random batch (so only the
-training step is timed: forward, cross-entropy, backward, optimizer step):
+Three reference jobs, each trained on one fixed random batch (so only the training step
+is timed: forward, cross-entropy, backward, optimizer step):
 
-* **cnn** -- the classic small CIFAR-10 CNN on 32x32x3 images, batch 64 on the CPU
-  and 512 on a GPU: conv 3->32 3x3, relu, maxpool 2, conv 32->64 3x3, relu,
-  maxpool 2, flatten, linear 2304->64, relu, linear 64->10.
-* **lstm** -- LSTM(40 -> 128) over 60 time steps, batch 32; the last hidden state
-  goes into linear 128->10 (the spoken-digit model's shape).
+* **cnn** -- lesson 05's classic small CIFAR-10 CNN on 32x32x3 images, Adam (lr 1e-3):
+  conv 3->32 3x3, relu, maxpool 2, conv 32->64 3x3, relu, maxpool 2, flatten,
+  linear 2304->64, relu, linear 64->10. Batch 64 (and 512 on a GPU).
+* **lstm** -- LSTM(40 -> 128) over 60 time steps, batch 32; the last hidden state goes
+  into linear 128->10 (the spoken-digit model's shape), Adam (lr 1e-3).
+* **resnet9** -- lesson 06's ResNet-9 (width 1, batch norm), SGD with nesterov momentum
+  0.9, lr 0.05, weight decay 5e-4. Batch 32 (and 512 on a GPU).
 
-Each measurement runs warm-up steps, then ``--repeats`` rounds of ``--steps`` timed
-steps (the GPU is synchronised before and after each round) and reports the median
-round, next to what PyTorch does on the same job.
+When PyTorch is importable (``pip install minidl[bench]``) the same job -- same shapes, same
+batch, same optimizer settings -- is built in PyTorch too, and the two run in interleaved
+rounds (minidl, torch, minidl, torch, ...) after warm-up, so that a noisy machine slows both
+alike. The printed ratio is median minidl throughput / median PyTorch throughput. With
+``OPENBLAS_NUM_THREADS`` set, PyTorch gets as many threads. Without torch only minidl's
+throughput is printed. Each framework's loss at the start and at the end is printed too: it
+must fall.
 
-    python -m minidl.bench                       # both models on the CPU
-    python -m minidl.bench --device cuda --which cnn
+    python -m minidl.bench                       # all jobs on the CPU
+    OPENBLAS_NUM_THREADS=1 python -m minidl.bench --repeats 4
+    python -m minidl.bench --device cuda         # adds the batch-512 cnn and resnet9 steps
     python -m minidl.bench --smoke               # a few tiny steps: does it run?
 
 This is a benchmark, not a test: it prints, it asserts nothing.
@@ -23,25 +30,31 @@ This is a benchmark, not a test: it prints, it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
 import time
 
+import numpy as np
+
 import minidl
 from minidl import nn
 from minidl.nn import functional as F
-from minidl.optim import Adam
+from minidl.optim import SGD, Adam
 
-# PyTorch's figures for the same jobs: eager mode, 2-core build machine / one H100.
-REFERENCE = {
-    ("cnn", "cpu"): (1904, "PyTorch CPU, 2 cores"),
-    ("lstm", "cpu"): (2764, "PyTorch CPU, 2 cores"),
-    ("cnn", "cuda"): (279000, "PyTorch eager, one H100, batch 512"),
+# (model, batch size) per device; --which picks models, --batch-size replaces every batch size
+JOBS = {
+    "cpu": [("cnn", 64), ("lstm", 32), ("resnet9", 32)],
+    "cuda": [("cnn", 64), ("lstm", 32), ("resnet9", 32), ("cnn", 512), ("resnet9", 512)],
 }
-TARGET = {"cpu": 0.35, "cuda": 0.25}  # the share of the reference minidl aims for
-DEFAULT_BATCH = {("cnn", "cpu"): 64, ("cnn", "cuda"): 512, ("lstm", "cpu"): 32, ("lstm", "cuda"): 32}
-UNIT = {"cnn": "img/s", "lstm": "seq/s"}
+OPTIMIZER = {  # the same settings for both frameworks
+    "cnn": ("adam", {"lr": 1e-3}),
+    "lstm": ("adam", {"lr": 1e-3}),
+    "resnet9": ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}),
+}
+UNIT = {"cnn": "img/s", "lstm": "seq/s", "resnet9": "img/s"}
+INSTALL_HINT = "pip install 'minidl[bench]' (or pip install torch)"
 
 
 def small_cnn():
@@ -66,15 +79,53 @@ class LastStateLSTM(nn.Module):
         return self.fc(h[-1])
 
 
-def make_job(which: str, batch_size: int, device: str):
-    """The model, its optimizer and one fixed random batch (inputs, class labels) on ``device``."""
-    if which == "cnn":
-        model, x = small_cnn(), minidl.randn(batch_size, 3, 32, 32, device=device)
-    else:
-        model, x = LastStateLSTM(), minidl.randn(60, batch_size, 40, device=device)
-    model.to(device)
-    y = minidl.randint(0, 10, (batch_size,), device=device)
-    return model, Adam(model.parameters(), lr=1e-3), x, y
+def conv_bn(c_in, c_out):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class Residual(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.f = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+    def forward(self, x):
+        return x + self.f(x)
+
+
+class ResNet9(nn.Module):
+    """Lesson 06's ResNet-9 (width 1): prep conv, three stages (two with a residual), global max."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.prep = conv_bn(3, 64)
+        self.layer1 = nn.Sequential(conv_bn(64, 128), nn.MaxPool2d(2), Residual(128))
+        self.layer2 = nn.Sequential(conv_bn(128, 256), nn.MaxPool2d(2))
+        self.layer3 = nn.Sequential(conv_bn(256, 512), nn.MaxPool2d(2), Residual(512))
+        self.pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(512, num_classes, bias=False)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.prep(x))))
+        return self.classifier(self.pool(x)) * 0.125
+
+
+MODELS = {"cnn": small_cnn, "lstm": LastStateLSTM, "resnet9": ResNet9}
+
+
+def make_batch(which: str, batch_size: int, seed: int = 0):
+    """One fixed random batch as numpy arrays (inputs float32, labels int64), shared by both frameworks."""
+    rng = np.random.default_rng(seed)
+    shape = (60, batch_size, 40) if which == "lstm" else (batch_size, 3, 32, 32)
+    return rng.standard_normal(shape, dtype=np.float32), rng.integers(0, 10, batch_size, dtype=np.int64)
+
+
+def make_job(which: str, x, y, device: str):
+    """The minidl model, its optimizer and the batch on ``device``."""
+    model = MODELS[which]().to(device)
+    kind, settings = OPTIMIZER[which]
+    optimizer = (Adam if kind == "adam" else SGD)(model.parameters(), **settings)
+    return model, optimizer, minidl.tensor(x, device=device), minidl.tensor(y, device=device)
 
 
 def train_step(model, optimizer, x, y):
@@ -85,40 +136,93 @@ def train_step(model, optimizer, x, y):
     return loss
 
 
-def measure(which: str, device: str, batch_size: int, steps: int, warmup: int, repeats: int) -> float:
-    """Examples per second: batch_size * steps / (median seconds of one round of ``steps`` steps)."""
-    model, optimizer, x, y = make_job(which, batch_size, device)
-    for _ in range(warmup):
-        train_step(model, optimizer, x, y)
-    seconds = []
-    for _ in range(repeats):
-        minidl.cuda.synchronize()
+def import_torch_side():
+    """minidl.bench_torch when PyTorch is importable, else None (minidl never needs torch)."""
+    try:
+        return importlib.import_module("minidl.bench_torch")
+    except ImportError:
+        return None
+
+
+def ratio_of_medians(minidl_rounds, torch_rounds) -> float:
+    """median(minidl throughputs) / median(PyTorch throughputs) over interleaved rounds."""
+    return statistics.median(minidl_rounds) / statistics.median(torch_rounds)
+
+
+class Runner:
+    """One framework's job: warm-up, then one timed round of ``steps`` steps per call."""
+
+    def __init__(self, step, sync, job, batch_size):
+        self.step, self.sync, self.job, self.batch_size = step, sync, job, batch_size
+        self.rounds, self.losses = [], []
+
+    def warmup(self, steps):
+        for i in range(steps):
+            loss = self.step(*self.job)
+            if i == 0:
+                self.losses.append(float(loss.item()))
+
+    def timed_round(self, steps):
+        self.sync()
         start = time.perf_counter()
         for _ in range(steps):
-            train_step(model, optimizer, x, y)
-        minidl.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    return batch_size * steps / statistics.median(seconds)
+            loss = self.step(*self.job)
+        self.sync()
+        self.rounds.append(self.batch_size * steps / (time.perf_counter() - start))
+        return loss
+
+    def finish(self, last_loss):
+        self.losses.append(float(last_loss.item()))
 
 
-def report(which: str, device: str, batch_size: int, throughput: float) -> str:
-    line = f"{which:<5} batch {batch_size:>4}: {throughput:>10,.0f} {UNIT[which]}"
-    if (which, device) in REFERENCE:
-        figure, source = REFERENCE[(which, device)]
-        share, target = throughput / figure, TARGET[device]
-        verdict = "meets" if share >= target else "below"
-        line += f"  = {share:6.1%} of {figure:,} ({source}); target {target:.0%}: {verdict}"
+def measure(which, device, batch_size, steps, warmup, repeats, torch_side=None) -> dict:
+    """Interleaved rounds of minidl and (if given) PyTorch on the same job; throughputs per round."""
+    x, y = make_batch(which, batch_size)
+    runners = {"minidl": Runner(train_step, minidl.cuda.synchronize, make_job(which, x, y, device), batch_size)}
+    if torch_side is not None:
+        job = torch_side.make_job(which, x, y, device, OPTIMIZER[which])
+        runners["torch"] = Runner(torch_side.train_step, lambda: torch_side.synchronize(device), job, batch_size)
+    for runner in runners.values():
+        runner.warmup(max(warmup, 1))
+    last = {}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            last[name] = runner.timed_round(steps)
+    for name, runner in runners.items():
+        runner.finish(last[name])
+    result = {name: {"rounds": r.rounds, "median": statistics.median(r.rounds), "loss": tuple(r.losses)}
+              for name, r in runners.items()}
+    if "torch" in runners:
+        result["ratio"] = ratio_of_medians(runners["minidl"].rounds, runners["torch"].rounds)
+    return result
+
+
+def _loss(losses) -> str:
+    first, last = losses
+    return f"loss {first:.3f}->{last:.3f}" + ("" if last < first else " NOT FALLING")
+
+
+def report(which: str, batch_size: int, result: dict) -> str:
+    unit = UNIT[which]
+    line = f"{which:<7} batch {batch_size:>4}: minidl {result['minidl']['median']:>9,.0f} {unit}"
+    if "torch" in result:
+        line += (f" | PyTorch {result['torch']['median']:>9,.0f} {unit} | ratio {result['ratio']:.2f}x"
+                 f"  (minidl {_loss(result['minidl']['loss'])}; PyTorch {_loss(result['torch']['loss'])})")
+    else:
+        line += f"  ({_loss(result['minidl']['loss'])})"
     return line
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m minidl.bench", description="Training-step throughput of minidl's reference CNN and LSTM.")
+    parser = argparse.ArgumentParser(prog="python -m minidl.bench",
+                                     description="Training-step throughput of minidl, side by side with PyTorch.")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--which", choices=["cnn", "lstm", "all"], default="all")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per round (default 20 CPU, 50 GPU)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 64 / 512 (cnn CPU / GPU), 32 (lstm)")
+    parser.add_argument("--which", choices=["cnn", "lstm", "resnet9", "all"], default="all")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per round (default 10 CPU, 50 GPU)")
+    parser.add_argument("--batch-size", type=int, default=None, help="replaces every job's batch size")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3 CPU, 10 GPU)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; the median is reported")
+    parser.add_argument("--repeats", type=int, default=4, help="interleaved timed rounds; medians are compared")
+    parser.add_argument("--no-torch", action="store_true", help="minidl only, even if PyTorch is importable")
     parser.add_argument("--smoke", action="store_true", help="a few tiny steps, to check that it runs")
     args = parser.parse_args(argv)
     for name in ("steps", "batch_size", "warmup", "repeats"):
@@ -129,7 +233,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
-    """Run the benchmark; print one line per model and return {model: examples per second}."""
+    """Run the benchmark; print one line per job and return {(model, batch size): result}."""
     args = parse_args(argv)
     device = minidl.Device(args.device)
     minidl.backend.check_device_usable(device)
@@ -137,19 +241,33 @@ def main(argv=None) -> dict:
     if args.smoke:
         steps, warmup, repeats = 2, 1, 1
     else:
-        steps = args.steps or (50 if gpu else 20)
+        steps = args.steps or (50 if gpu else 10)
         warmup = args.warmup if args.warmup is not None else (10 if gpu else 3)
         repeats = args.repeats
     backend = "cupy" if gpu else "numpy"
-    print(f"minidl {minidl.__version__} bench on {device} ({backend}, {os.cpu_count()} CPU cores), "
+    print(f"minidl {minidl.__version__} bench on {device} ({backend}, {os.cpu_count()} CPU cores, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}), "
           f"python {platform.python_version()}, "
-          f"{steps} steps x {repeats} rounds after {warmup} warm-up" + (" [smoke]" if args.smoke else ""))
+          f"{steps} steps x {repeats} interleaved rounds after {warmup} warm-up" + (" [smoke]" if args.smoke else ""))
+    torch_side = None if args.no_torch else import_torch_side()
+    why = "--no-torch" if args.no_torch else "torch is not importable"
+    if torch_side is not None and not torch_side.usable_on(str(device)):
+        torch_side, why = None, f"this PyTorch build cannot run on {device}"
+    if torch_side is None:
+        print(f"PyTorch side skipped ({why}): minidl's throughput only; to compare, {INSTALL_HINT}")
+    else:
+        torch_side.set_threads_like_numpy()
+        print(f"side by side with {torch_side.describe()}; ratio = median minidl / median PyTorch throughput")
     minidl.manual_seed(0)
     results = {}
-    for which in (["cnn", "lstm"] if args.which == "all" else [args.which]):
-        batch_size = args.batch_size or (4 if args.smoke else DEFAULT_BATCH[(which, device.type)])
-        results[which] = measure(which, str(device), batch_size, steps, warmup, repeats)
-        print(report(which, device.type, batch_size, results[which]), flush=True)
+    for which, batch_size in JOBS[device.type]:
+        if args.which not in ("all", which):
+            continue
+        batch_size = args.batch_size or (4 if args.smoke else batch_size)
+        if (which, batch_size) in results:
+            continue
+        results[(which, batch_size)] = measure(which, str(device), batch_size, steps, warmup, repeats, torch_side)
+        print(report(which, batch_size, results[(which, batch_size)]), flush=True)
     return results
 
 

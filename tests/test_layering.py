@@ -37,6 +37,7 @@ PACKAGE_DIR = Path(minidl.__file__).parent
 LAYER_OF = {
     "minidl": "top",
     "minidl.bench": "top",
+    "minidl.bench_torch": "top",
     "minidl.exercises": "top",
     "minidl.backend": "backend",
     "minidl.random": "backend",
