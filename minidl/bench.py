@@ -57,60 +57,63 @@ UNIT = {"cnn": "img/s", "lstm": "seq/s", "resnet9": "img/s"}
 INSTALL_HINT = "pip install 'minidl[bench]' (or pip install torch)"
 
 
-def small_cnn():
-    """The classic small CIFAR-10 CNN (Conv-ReLU-Pool twice, then two Linear layers)."""
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(2304, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
+def make_models(nn):
+    """The benchmarked models, written once against a framework's ``nn`` module: ``minidl.nn`` here,
+    ``torch.nn`` in bench_torch (minidl's layers take PyTorch's names and arguments, so the same
+    code builds both). Returns {name: a function that makes the model}."""
+
+    def small_cnn():
+        """The classic small CIFAR-10 CNN (Conv-ReLU-Pool twice, then two Linear layers)."""
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2304, 64), nn.ReLU(), nn.Linear(64, 10),
+        )
+
+    class LastStateLSTM(nn.Module):
+        """LSTM over a (time, batch, features) sequence; the last hidden state is classified."""
+
+        def __init__(self, input_size=40, hidden_size=128, num_classes=10):
+            super().__init__()
+            self.lstm = nn.LSTM(input_size, hidden_size)
+            self.fc = nn.Linear(hidden_size, num_classes)
+
+        def forward(self, x):
+            _, (h, _) = self.lstm(x)
+            return self.fc(h[-1])
+
+    def conv_bn(c_in, c_out):
+        return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+                             nn.BatchNorm2d(c_out), nn.ReLU())
+
+    class Residual(nn.Module):
+        def __init__(self, channels):
+            super().__init__()
+            self.f = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+        def forward(self, x):
+            return x + self.f(x)
+
+    class ResNet9(nn.Module):
+        """Lesson 06's ResNet-9 (width 1): prep conv, three stages (two with a residual), global max."""
+
+        def __init__(self, num_classes=10):
+            super().__init__()
+            self.prep = conv_bn(3, 64)
+            self.layer1 = nn.Sequential(conv_bn(64, 128), nn.MaxPool2d(2), Residual(128))
+            self.layer2 = nn.Sequential(conv_bn(128, 256), nn.MaxPool2d(2))
+            self.layer3 = nn.Sequential(conv_bn(256, 512), nn.MaxPool2d(2), Residual(512))
+            self.pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
+            self.classifier = nn.Linear(512, num_classes, bias=False)
+
+        def forward(self, x):
+            x = self.layer3(self.layer2(self.layer1(self.prep(x))))
+            return self.classifier(self.pool(x)) * 0.125
+
+    return {"cnn": small_cnn, "lstm": LastStateLSTM, "resnet9": ResNet9}
 
 
-class LastStateLSTM(nn.Module):
-    """LSTM over a (time, batch, features) sequence; the last hidden state is classified."""
-
-    def __init__(self, input_size=40, hidden_size=128, num_classes=10):
-        super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden_size)
-        self.fc = nn.Linear(hidden_size, num_classes)
-
-    def forward(self, x):
-        _, (h, _) = self.lstm(x)
-        return self.fc(h[-1])
-
-
-def conv_bn(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU())
-
-
-class Residual(nn.Module):
-    def __init__(self, channels):
-        super().__init__()
-        self.f = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
-
-    def forward(self, x):
-        return x + self.f(x)
-
-
-class ResNet9(nn.Module):
-    """Lesson 06's ResNet-9 (width 1): prep conv, three stages (two with a residual), global max."""
-
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.prep = conv_bn(3, 64)
-        self.layer1 = nn.Sequential(conv_bn(64, 128), nn.MaxPool2d(2), Residual(128))
-        self.layer2 = nn.Sequential(conv_bn(128, 256), nn.MaxPool2d(2))
-        self.layer3 = nn.Sequential(conv_bn(256, 512), nn.MaxPool2d(2), Residual(512))
-        self.pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
-        self.classifier = nn.Linear(512, num_classes, bias=False)
-
-    def forward(self, x):
-        x = self.layer3(self.layer2(self.layer1(self.prep(x))))
-        return self.classifier(self.pool(x)) * 0.125
-
-
-MODELS = {"cnn": small_cnn, "lstm": LastStateLSTM, "resnet9": ResNet9}
+MODELS = make_models(nn)
 
 
 def make_batch(which: str, batch_size: int, seed: int = 0):
