@@ -2,8 +2,8 @@
 
 Every op is written once against an array module ``xp`` found from its inputs
 (``xp = get_array_module(a)``). The few things numpy and cupy spell differently
-live in one small table, ``BACKENDS``, so a faster kernel can replace a generic
-path without touching any op.
+live in one table, minidl.kernels (``backend_for(xp)``), so a faster kernel can replace a
+generic path without touching any op.
 
 cupy is optional: importing minidl never needs it.
 """
@@ -16,10 +16,8 @@ import numpy
 
 try:  # cupy is optional; a missing or broken install simply means "no GPU"
     import cupy  # type: ignore[import-not-found]
-    import cupyx  # type: ignore[import-not-found]
 except Exception:  # pragma: no cover - depends on the machine
     cupy = None
-    cupyx = None
 
 
 # --------------------------------------------------------------------------- #
@@ -158,46 +156,3 @@ def to_device(array, device: Device):
 def to_numpy(array) -> numpy.ndarray:
     """A host numpy array, whatever device ``array`` lives on."""
     return cupy.asnumpy(array) if is_cupy_array(array) else numpy.asarray(array)
-
-
-# --------------------------------------------------------------------------- #
-# The per-backend table: the few things numpy and cupy spell differently
-# --------------------------------------------------------------------------- #
-class NumpyBackend:
-    """Operations whose numpy spelling differs from cupy's."""
-
-    name = "numpy"
-    xp = numpy
-
-    @staticmethod
-    def scatter_add(target, indices, values):
-        """target[indices] += values, accumulating repeated indices (in place)."""
-        numpy.add.at(target, indices, values)
-
-    @staticmethod
-    def matmul(a, b):
-        """a @ b. NumPy has no float16 BLAS (a float16 product is 100x+ slower than float32), so float16
-        inputs are multiplied in float32 and rounded to float16: the numbers a GPU's tensor cores give."""
-        if a.dtype == b.dtype == numpy.float16:
-            return numpy.matmul(a.astype(numpy.float32), b.astype(numpy.float32)).astype(numpy.float16)
-        return numpy.matmul(a, b)
-
-
-class CupyBackend:  # pragma: no cover - exercised on the GPU machine
-    """Operations whose cupy spelling differs from numpy's."""
-
-    name = "cupy"
-    xp = cupy
-
-    @staticmethod
-    def scatter_add(target, indices, values):
-        cupyx.scatter_add(target, indices, values)
-
-    matmul = staticmethod(lambda a, b: cupy.matmul(a, b))  # float16 runs on tensor cores
-
-
-def backend_for(array_or_module):
-    """The backend table entry for an array (or for the array module itself)."""
-    if array_or_module is cupy and cupy is not None or is_cupy_array(array_or_module):
-        return CupyBackend
-    return NumpyBackend

@@ -360,11 +360,11 @@ cupyx = types.SimpleNamespace(scatter_add=_scatter_add)
 
 def install():
     """Make minidl see one GPU, 'cuda:0', backed by this module."""
-    from minidl import backend
+    from minidl import backend, kernels
     from minidl import random as random_state
 
     module = sys.modules[__name__]
-    backend.cupy, backend.cupyx, backend.CupyBackend.xp = module, cupyx, module
+    backend.cupy, kernels.CupyBackend.xp = module, module
     random_state._default_generators.clear()  # none was made for a GPU that was not there
 
 

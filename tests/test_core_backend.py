@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minidl
-from minidl import backend
+from minidl import backend, kernels
 from minidl.autograd import check_same_device
 from minidl.backend import Device
 
@@ -214,17 +214,17 @@ def test_every_op_checks_devices(monkeypatch):
 # The per-backend table and random generators
 # --------------------------------------------------------------------------- #
 def test_backend_table_for_numpy():
-    table = backend.backend_for(np.zeros(1))
-    assert table is backend.NumpyBackend and backend.backend_for(np) is table
+    table = kernels.backend_for(np.zeros(1))
+    assert table is kernels.NumpyBackend and kernels.backend_for(np) is table
     assert table.name == "numpy" and table.xp is np
 
 
 def test_scatter_add_accumulates_repeated_indices():
     target = np.zeros(4)
-    backend.NumpyBackend.scatter_add(target, np.array([0, 2, 0, 0]), np.array([1.0, 2.0, 3.0, 4.0]))
+    kernels.NumpyBackend.scatter_add(target, np.array([0, 2, 0, 0]), np.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_array_equal(target, [8.0, 0.0, 2.0, 0.0])
     grid = np.zeros((2, 3))
-    backend.NumpyBackend.scatter_add(grid, (np.array([1, 1]), np.array([2, 2])), np.array([1.0, 1.0]))
+    kernels.NumpyBackend.scatter_add(grid, (np.array([1, 1]), np.array([2, 2])), np.array([1.0, 1.0]))
     assert grid[1, 2] == 2.0 and grid.sum() == 2.0
 
 

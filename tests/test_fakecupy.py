@@ -68,8 +68,7 @@ def test_random_generator_and_scatter_add_keep_cupys_limits():
 
 def test_installed_fake_runs_minidl_on_cuda_and_catches_a_mix(monkeypatch):
     monkeypatch.setattr(backend, "cupy", cp)
-    monkeypatch.setattr(backend, "cupyx", cp.cupyx)
-    monkeypatch.setattr(backend.CupyBackend, "xp", cp)
+    monkeypatch.setattr(minidl.kernels.CupyBackend, "xp", cp)
     monkeypatch.setattr(minidl.random, "_default_generators", {})
     assert minidl.cuda.is_available()
     x = minidl.randn(2, 3, device="cuda", requires_grad=True)

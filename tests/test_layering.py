@@ -3,7 +3,7 @@ states its math and its derivative.
 
 The layers, bottom to top (a module may import its own layer and those listed for it):
 
-    backend            numpy / cupy, devices
+    backend            numpy / cupy, devices; the backend table (minidl.kernels)
     core               autograd, tensor, creation, gradcheck, graph, cuda
     ops                every differentiable op
     nn                 Module, Parameter, layers, init, functional
@@ -42,6 +42,8 @@ LAYER_OF = {
     "minidl.backend": "backend",
     "minidl.random": "backend",
     "minidl.checks": "backend",
+    "minidl.kernels": "backend",
+    "minidl.fakecupy": "top",
     "minidl.autograd": "core",
     "minidl.grad_mode": "core",
     "minidl.amp": "core",

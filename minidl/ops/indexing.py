@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import backend
+from minidl import backend, kernels
 from minidl.autograd import Function
 from minidl.tensor import Tensor
 
@@ -49,7 +49,7 @@ class ScatterAdd(Function):
         xp = backend.get_array_module(g)
         out = xp.zeros(self.shape, dtype=g.dtype)
         if _has_integer_array(self.index):
-            backend.backend_for(xp).scatter_add(out, self.index, g)
+            kernels.backend_for(xp).scatter_add(out, self.index, g)
         else:  # slices, ints and boolean masks cannot repeat an element: plain assignment is enough
             out[self.index] = g
         return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import amp, backend
+from minidl import amp, backend, kernels
 from minidl.autograd import Function
 from minidl.creation import as_tensor_like
 from minidl.ops.shape import reshape, sum_to, swapaxes
@@ -15,7 +15,7 @@ class MatMul(Function):
     dA = dY @ B^T,  dB = A^T @ dY  (each summed back over broadcast batch axes)"""
 
     def forward(self, a, b):
-        return backend.backend_for(backend.get_array_module(a, b)).matmul(a, b)
+        return kernels.backend_for(backend.get_array_module(a, b)).matmul(a, b)
 
     def backward(self, gy):
         a, b = self.inputs

@@ -1,0 +1,14 @@
+"""(to be written) The conv family of the backend table: NumPy twins beside CUDA kernels."""
+
+from __future__ import annotations
+
+
+class NumpyConv:
+    pass
+
+
+class CupyConv(NumpyConv):  # pragma: no cover - GPU (or fakecupy)
+    pass
+
+
+EMULATE: dict = {}  # kernel name -> adapter that runs the NumPy twin on the CPU stand-in
