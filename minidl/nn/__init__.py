@@ -17,6 +17,6 @@ from minidl.nn.dropout import Dropout
 from minidl.nn.embedding import Embedding
 from minidl.nn.linear import Flatten, Identity, Linear
 from minidl.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
-from minidl.nn.normalization import BatchNorm1d, BatchNorm2d
+from minidl.nn.normalization import BatchNorm1d, BatchNorm2d, BatchNormReLU2d
 from minidl.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from minidl.nn import utils

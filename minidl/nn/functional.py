@@ -85,32 +85,46 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ``training`` (then, if given, running_mean/running_var are updated in place:
     r = (1 - momentum) r + momentum * batch_stat, with the UNBIASED batch variance, as PyTorch),
     otherwise with running_mean/running_var. weight and bias (C,) are the affine gamma and beta."""
+    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5, residual=None):
+    """relu(batch_norm(input, ...)) (+ ``residual``, a tensor of input's shape, added after the ReLU),
+    fused: one op whose forward and backward are two passes each on a GPU. The arguments are
+    batch_norm's. PyTorch has no such function: write ``F.relu(F.batch_norm(...)) + residual`` there."""
+    return _batch_norm("batch_norm_relu", input, running_mean, running_var, weight, bias, training, momentum, eps,
+                       "relu", residual)
+
+
+def _batch_norm(name, input, running_mean, running_var, weight, bias, training, momentum, eps, activation=None,
+                residual=None):
     input = amp.autocast_inputs(input, to="float32")
     if input.ndim < 2:
-        raise ValueError(f"batch_norm: expected input of shape (N, C, *), got shape {input.shape}")
+        raise ValueError(f"{name}: expected input of shape (N, C, *), got shape {input.shape}")
+    if residual is not None and residual.shape != input.shape:
+        raise ValueError(f"{name}: residual must have the input's shape {input.shape}, got {residual.shape}")
     channels = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+    for arg, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         if t is not None and t.shape != (channels,):
-            raise ValueError(f"batch_norm: {name} must have shape ({channels},) for {channels} channels, got {t.shape}")
+            raise ValueError(f"{name}: {arg} must have shape ({channels},) for {channels} channels, got {t.shape}")
     weight = weight if weight is not None else Tensor.wrap(input.xp.ones(channels, dtype=input.dtype))
     bias = bias if bias is not None else Tensor.wrap(input.xp.zeros(channels, dtype=input.dtype))
     if not training:
         if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
-        return batch_norm_eval(input, running_mean, running_var, weight, bias, eps)
+            raise ValueError(f"{name}: evaluation (training=False) needs running_mean and running_var")
+        y = batch_norm_eval(input, running_mean, running_var, weight, bias, eps)
+        y = relu(y) if activation == "relu" else y
+        return y if residual is None else y + residual
     count = input.numel() // channels if channels else 0
     if count <= 1:
         raise ValueError(
-            f"batch_norm: expected more than 1 value per channel when training, got input of shape {input.shape}"
+            f"{name}: expected more than 1 value per channel when training, got input of shape {input.shape}"
         )
-    y, batch_mean, batch_var = batch_norm_train(input, weight, bias, eps)
-    with no_grad():
-        if running_mean is not None:
-            running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * batch_mean
-        if running_var is not None:
-            unbiased = batch_var * (count / (count - 1))
-            running_var.data[...] = (1 - momentum) * running_var.data + momentum * unbiased
-    return y
+    if residual is not None:
+        residual = amp.autocast_inputs(residual, to="float32")
+    running = [None if t is None else t.data for t in (running_mean, running_var)]  # updated in place by the op
+    return batch_norm_train(input, weight, bias, eps, activation, residual, *running, momentum)[0]
 
 
 def embedding(input, weight, padding_idx=None):

@@ -1,4 +1,5 @@
-"""Batch normalisation layers: BatchNorm1d for (N, C) or (N, C, L), BatchNorm2d for (N, C, H, W).
+"""Batch normalisation layers: BatchNorm1d for (N, C) or (N, C, L), BatchNorm2d for (N, C, H, W),
+and BatchNormReLU2d: BatchNorm2d, then a ReLU, then an optional residual add, as one fused op.
 
 In training mode each channel is normalised with the statistics of the current batch,
 and running averages of those statistics are kept in buffers; in evaluation mode the
@@ -66,6 +67,10 @@ class _BatchNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
+        return self._normalise(input, F.batch_norm)
+
+    def _normalise(self, input, function, **extra):
+        """``function`` (F.batch_norm or F.batch_norm_relu) applied with this layer's state."""
         name = type(self).__name__
         checks.tensor_input(input, name)
         if input.ndim not in self.ranks:
@@ -81,9 +86,8 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data[...] += 1
             if self.momentum is None:  # cumulative moving average: the mean over every batch so far
                 momentum = 1.0 / self.num_batches_tracked.data  # a 0-d array: no wait for a GPU
-        return F.batch_norm(
-            input, self.running_mean, self.running_var, self.weight, self.bias, use_batch_stats, momentum, self.eps
-        )
+        return function(input, self.running_mean, self.running_var, self.weight, self.bias, use_batch_stats, momentum,
+                        self.eps, **extra)
 
     def extra_repr(self) -> str:
         return (
@@ -102,3 +106,19 @@ class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W) inputs: per channel C, statistics over N, H and W."""
 
     ranks, layout = (4,), "(N, C, H, W)"
+
+
+class BatchNormReLU2d(BatchNorm2d):
+    """``forward(x, residual=None)`` = relu(batch_norm(x)) (+ residual, added after the ReLU), fused.
+
+    It computes exactly what ``BatchNorm2d`` followed by ``ReLU`` (and ``+ residual``) computes, with
+    the same parameters, buffers and state_dict keys (a checkpoint of either loads into the other),
+    training and evaluation modes. The difference is speed on a GPU: one op, whose forward is two
+    passes over the activations and backward two more, where the three separate layers take many
+    passes and keep two activation-sized arrays for backward (see minidl/kernels/norm.py).
+
+    PyTorch has no such module: write ``nn.BatchNorm2d(c)`` then ``nn.ReLU()`` (and ``x + ...``) there.
+    """
+
+    def forward(self, input, residual=None):
+        return self._normalise(input, F.batch_norm_relu, residual=residual)

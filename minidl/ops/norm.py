@@ -1,4 +1,5 @@
-"""Batch normalisation as one fused op, with the standard hand-written backward.
+"""Batch normalisation as one fused op (optionally with the ReLU and residual add that follow), with
+the standard hand-written backward.
 
 For x shaped (N, C) or (N, C, L) or (N, C, H, W), every channel c is normalised over
 the M = N * L (or N * H * W) values it has in the batch:
@@ -18,12 +19,18 @@ every value, and a scaling of every value). Composing mean, var, sub, div, mul g
 the same numbers (tests/test_ops_norm.py checks it) with several more passes over x.
 That composition is the op's ``composed`` twin: for gradients of gradients
 (create_graph=True) the engine differentiates it instead of the array backward.
+
+A ReLU and a residual add often follow (a ResNet block: y = relu(bn(x)) + r), so the op takes
+them too: with activation='relu', gy is first masked where z = gamma * x_hat + beta <= 0
+(the ReLU's derivative) and the lines above use the masked gradient; the residual's gradient
+is gy. On a GPU the whole of it is then 2 launches forward and 2 backward (minidl/kernels/norm.py).
 """
 
 from __future__ import annotations
 
-from minidl import backend
+from minidl import kernels
 from minidl.autograd import Function
+from minidl.ops.activation import relu
 from minidl.ops.reduce import mean
 from minidl.ops.shape import reshape
 from minidl.tensor import Tensor
@@ -40,56 +47,60 @@ def channel_shape(ndim: int, channels: int) -> tuple:
 
 
 class BatchNorm(Function):
-    """y = gamma * x_hat + beta,  x_hat = (x - mu) / sqrt(var + eps), with the batch's own mean
-    and (biased) variance per channel;  sums over the M values of a channel:
-    d_beta = sum(gy),  d_gamma = sum(gy * x_hat),
-    d_x = gamma / sqrt(var + eps) * (gy - d_beta / M - x_hat * d_gamma / M)  (derived in the module docstring)
+    """y = act(gamma * x_hat + beta) [+ residual],  x_hat = (x - mu) / sqrt(var + eps), with the
+    batch's own mean and (biased) variance per channel, act = relu or identity;
+    sums over the M values of a channel, g = gy masked by the ReLU (gy where z = gamma * x_hat + beta > 0):
+    d_beta = sum(g),  d_gamma = sum(g * x_hat),
+    d_x = gamma / sqrt(var + eps) * (g - d_beta / M - x_hat * d_gamma / M),  d_residual = gy
+    (derived in the module docstring; the ReLU only masks the gradient, the add passes it on)
 
-    A fused op: backward works on the arrays forward saved (x_hat, 1 / sqrt(var + eps)) and
-    on gamma's values; ``composed`` is the same forward in Tensor ops, which the engine
-    differentiates for gradients of gradients (create_graph=True).
-    After the call, ``batch_mean`` and ``batch_var`` hold the statistics it used
-    (the caller updates running averages from them).
+    A fused op: forward and backward are two entries of the backend table (minidl/kernels/norm.py:
+    the NumPy twin on a CPU, two CUDA kernels each on a GPU); ``composed`` is the same forward in
+    Tensor ops, which the engine differentiates for gradients of gradients (create_graph=True).
+    Given running_mean/running_var (arrays), forward also updates them in place with ``momentum``.
+    After the call, ``batch_mean`` and ``batch_var`` hold the statistics it used.
     """
 
-    def __init__(self, eps):
-        self.eps = eps
+    def __init__(self, eps, activation=None, running_mean=None, running_var=None, momentum=0.0):
+        if activation not in (None, "relu"):
+            raise ValueError(f"BatchNorm: activation must be None or 'relu', got {activation!r}")
+        self.eps, self.relu = eps, activation == "relu"
+        self.running_mean, self.running_var, self.momentum = running_mean, running_var, momentum
 
-    def forward(self, x, gamma, beta):
-        xp = backend.get_array_module(x)
-        axes, shape = channel_axes(x.ndim), channel_shape(x.ndim, x.shape[1])
-        self.batch_mean = x.mean(axis=axes)
-        centered = x - self.batch_mean.reshape(shape)
-        self.batch_var = (centered * centered).mean(axis=axes)
-        self.inv_std = (1 / xp.sqrt(self.batch_var + self.eps)).astype(x.dtype, copy=False)
-        self.x_hat = centered * self.inv_std.reshape(shape)
-        return self.x_hat * gamma.reshape(shape) + beta.reshape(shape)
+    def forward(self, x, gamma, beta, *residual):
+        if residual and residual[0].shape != x.shape:
+            raise ValueError(f"the residual must have the input's shape {x.shape}, got {residual[0].shape}")
+        y, self.batch_mean, self.batch_var = kernels.backend_for(x).batch_norm_forward(
+            x, gamma, beta, self.eps, self.relu, residual[0] if residual else None,
+            self.running_mean, self.running_var, self.momentum)
+        self.running_mean = self.running_var = None  # updated: backward needs them no more
+        return y
 
     def backward(self, gy):
-        _, gamma, beta = self.inputs
-        gy, x_hat = gy.data, self.x_hat
-        axes, shape = channel_axes(gy.ndim), channel_shape(gy.ndim, gy.shape[1])
-        count = gy.size // gy.shape[1]
-        g_beta = gy.sum(axis=axes)
-        g_gamma = (gy * x_hat).sum(axis=axes)
-        scale = (gamma.data * self.inv_std).reshape(shape)
-        gx = scale * (gy - g_beta.reshape(shape) / count - x_hat * g_gamma.reshape(shape) / count)
-        return (Tensor.wrap(gx), Tensor.wrap(g_gamma) if gamma.requires_grad else None,
-                Tensor.wrap(g_beta) if beta.requires_grad else None)
+        x, gamma, beta = self.inputs[:3]
+        gx, g_gamma, g_beta = kernels.backend_for(gy.data).batch_norm_backward(
+            gy.data, x.data, self.batch_mean, self.batch_var, gamma.data, beta.data, self.eps, self.relu)
+        grads = (Tensor.wrap(gx), Tensor.wrap(g_gamma) if gamma.requires_grad else None,
+                 Tensor.wrap(g_beta) if beta.requires_grad else None)
+        return grads + tuple(gy for _ in self.inputs[3:])  # the residual's gradient: gy itself
 
-    def composed(self, x, gamma, beta):
-        """The same forward in Tensor ops: (x - mu) * (var + eps)**-0.5 * gamma + beta."""
+    def composed(self, x, gamma, beta, *residual):
+        """The same forward in Tensor ops: act((x - mu) * (var + eps)**-0.5 * gamma + beta) [+ residual]."""
         axes, shape = channel_axes(x.ndim), channel_shape(x.ndim, x.shape[1])
         centered = x - mean(x, axes, keepdims=True)
         inv_std = (mean(centered * centered, axes, keepdims=True) + self.eps) ** -0.5
-        return centered * inv_std * reshape(gamma, shape) + reshape(beta, shape)
+        y = centered * inv_std * reshape(gamma, shape) + reshape(beta, shape)
+        y = relu(y) if self.relu else y
+        return y + residual[0] if residual else y
 
 
-def batch_norm_train(x, gamma, beta, eps):
-    """Normalise x with its own batch statistics; returns (y, batch_mean, batch_var) with
-    the statistics as arrays (biased variance)."""
-    op = BatchNorm(eps)
-    y = op(x, gamma, beta)
+def batch_norm_train(x, gamma, beta, eps, activation=None, residual=None, running_mean=None, running_var=None,
+                     momentum=0.0):
+    """Normalise x with its own batch statistics, then act (None or 'relu') and add ``residual``
+    (a Tensor of x's shape) if given; returns (y, batch_mean, batch_var) with the statistics as
+    arrays (biased variance). running_mean/running_var (arrays) are updated in place if given."""
+    op = BatchNorm(eps, activation, running_mean, running_var, momentum)
+    y = op(x, gamma, beta) if residual is None else op(x, gamma, beta, residual)
     return y, op.batch_mean, op.batch_var
 
 
