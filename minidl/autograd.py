@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import weakref
 
+import numpy
+
 from minidl import backend
 from minidl.grad_mode import _Mode, check_finite, is_anomaly_enabled, is_grad_enabled, user_frames
 from minidl.grad_mode import detect_anomaly, enable_grad, no_grad, set_detect_anomaly, set_grad_enabled  # noqa: F401
@@ -284,15 +286,38 @@ def _run_hooks(tensor, grad):
 
 def _store_grad(tensor, grad, create_graph, handed):
     """Add ``grad`` into ``tensor.grad`` (detached unless building a graph of gradients). A new
-    ``.grad`` owns its array (copied if it is a view, or ``handed`` to the caller or another tensor),
-    so an in-place change to it (``zero_()``, a GradScaler's unscale) touches nothing else."""
+    ``.grad`` owns its array, so an in-place change to it (``zero_()``, a GradScaler's unscale) touches
+    nothing else; a fresh array (the usual case) is stored as it is, without a copy (a launch on a GPU)."""
     grad = grad if create_graph else grad.detach()
     if grad.dtype != tensor.dtype:
         grad = grad.to(tensor.dtype)
-    elif tensor.grad is None and not create_graph and (grad.data.base is not None or id(grad.data) in handed):
+    elif tensor.grad is None and not create_graph and _shared(grad.data, handed):
         grad = Tensor.wrap(grad.data.copy())
-    handed.add(id(grad.data))
+    handed.update((id(grad.data), id(grad.data if grad.data.base is None else grad.data.base)))
     tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+
+
+def _shared(array, handed) -> bool:
+    """Whether ``array`` must be copied to be owned: it (or the array it views) is held by the caller
+    or another tensor's ``.grad`` (``handed``), or it is a view that is no plain C-contiguous block
+    (a broadcast gradient: one value seen many times; a transposed one: kernels want C order)."""
+    base = array.base
+    return id(array) in handed or base is not None and (id(base) in handed or not array.flags.c_contiguous)
+
+
+_SEEDS: dict = {}  # (device, dtype, shape) -> a ones array that backward() starts from; never written to
+
+
+def seed_gradient(tensor):
+    """d(tensor)/d(tensor) = 1 for a one-element ``tensor``: made once per device, dtype and shape
+    (``run_backward`` counts it as handed, so no ``.grad`` ever stores it without a copy)."""
+    key = (str(tensor.device), tensor.dtype, tensor.shape)
+    if key not in _SEEDS:
+        ones = tensor.xp.ones(tensor.shape, dtype=tensor.dtype)
+        if isinstance(ones, numpy.ndarray):
+            ones.flags.writeable = False  # on the CPU a write into the seed raises
+        _SEEDS[key] = ones
+    return Tensor.wrap(_SEEDS[key])
 
 
 from minidl.tensor import Tensor  # noqa: E402,I001  (Tensor and creation are built on Function:

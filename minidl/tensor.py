@@ -122,7 +122,7 @@ class Tensor:
                 f"backward: grad can be implicitly created only for scalar outputs, got shape {self.shape}; "
                 "pass gradient= (a tensor of that shape) or reduce to a scalar first (e.g. .sum())"
             )
-        gradient = creation.gradient_for(self, gradient, "backward")
+        gradient = autograd.seed_gradient(self) if gradient is None else creation.gradient_for(self, gradient, "backward")
         retain_graph = create_graph if retain_graph is None else retain_graph
         autograd.run_backward([self], [gradient], retain_graph, create_graph, inputs, accumulate=True)
 

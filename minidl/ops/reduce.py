@@ -64,9 +64,9 @@ class Amax(Function):
     def backward(self, gy):
         x = self.inputs[0]
         kept = _keepdim_shape(x.shape, self.dims)
-        winners = x.data == self.outputs[0].data.reshape(kept)
-        share = winners / winners.sum(axis=self.dims, keepdims=True)
-        return broadcast_to(reshape(gy, kept), x.shape) * share.astype(x.dtype)
+        winners = (x.data == self.outputs[0].data.reshape(kept)).astype(x.dtype)  # 1 at a winner, else 0
+        share = winners / winners.sum(axis=self.dims, keepdims=True)  # in x's dtype (a bool / count is float64)
+        return reshape(gy, kept) * share  # gy broadcasts over the reduced dims
 
 
 class Amin(Amax):

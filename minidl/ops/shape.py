@@ -81,8 +81,10 @@ class SumTo(Function):
 
     def forward(self, x):
         lead = x.ndim - len(self.shape)
-        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(self.shape) if n == 1 and x.shape[lead + i] != 1)
-        y = x.sum(axis=axes, keepdims=True) if axes else x
+        kept = tuple(lead + i for i, n in enumerate(self.shape) if n == 1 and x.shape[lead + i] != 1)
+        if not kept:  # only new leading axes, e.g. a bias gradient (N, C) -> (C,): a fresh array, no view
+            return x.sum(axis=tuple(range(lead)))
+        y = x.sum(axis=tuple(range(lead)) + kept, keepdims=True)
         return y.reshape(self.shape) if lead else y
 
     def backward(self, gy):
