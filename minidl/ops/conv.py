@@ -13,81 +13,118 @@ with the (C*KH*KW, N*OH*OW) columns, and a bias add. One large product keeps the
 transposed view of it, so in memory activations are stored channel by channel (C, N, H, W)
 while their shape is PyTorch's (N, C, H, W). The next im2col reads them in that order.
 
-Backward comes from the pieces: the matmul gives dW = dY @ cols^T and dcols = W^T @ dY;
-im2col's backward, col2im, adds every column entry back onto the pixel it was copied
-from (a pixel that lies in several windows receives the sum). im2col and col2im are
-each other's adjoints, so each is the other's backward and gradients of gradients work.
+Backward: dW = dY @ cols^T, dcols = W^T @ dY, and dx = col2im(dcols): im2col's adjoint adds
+every column entry back onto the pixel it was copied from (a pixel that lies in several
+windows receives the sum). Padding lives inside im2col (the border is read as zeros) and
+col2im (the border's entries are dropped), so x is never copied into a padded image.
 
-Neither loops over samples or pixels: im2col is one strided view and one copy,
-col2im one strided add per kernel offset (KH*KW of them).
+With groups = 1 (nearly every convolution) ``conv2d`` is one fused Function, Convolution:
+forward is im2col, one 2-D product and the bias; it keeps x and W but not the columns,
+which are KH*KW times the size of x, and backward builds them again for dW. Its ``composed``
+twin is the chain Im2Col -> matmul -> reshape -> bias, which the engine differentiates for
+gradients of gradients. Groups > 1 run that chain with a batched (grouped) product.
+
+im2col and col2im themselves sit in the backend table (minidl.kernels.conv): on the CPU a
+strided view and one copy, and one strided add per kernel offset (never a loop over pixels);
+on a GPU one CUDA launch each.
 """
 
 from __future__ import annotations
 
-from minidl import amp, backend, checks
+from minidl import amp, backend, checks, kernels
 from minidl.autograd import Function
+from minidl.kernels.conv import count_windows, output_size
 from minidl.ops.linalg import matmul
-from minidl.ops.shape import getitem, pad_per_dim, permute, reshape, squeeze, unsqueeze
+from minidl.ops.shape import permute, reshape, squeeze, unsqueeze
+from minidl.tensor import Tensor
 
-
-def count_windows(size: int, kernel: int, stride: int, dilation: int) -> int:
-    """How many windows of a (dilated) kernel fit in ``size`` (already padded) pixels."""
-    return (size - dilation * (kernel - 1) - 1) // stride + 1
+NO_PADDING = ((0, 0), (0, 0))
 
 
 # --------------------------------------------------------------------------- #
-# The two Functions: im2col and its adjoint col2im
+# The Functions: im2col, its adjoint col2im, and the convolution built on them
 # --------------------------------------------------------------------------- #
 class Im2Col(Function):
-    """cols[(c, i, j), (n, p, q)] = x[n, c, p*sh + i*dh, q*sw + j*dw]  (one column per window);
-    gx = col2im(gcols): each column entry goes back onto the pixel it came from"""
+    """cols[(c, i, j), (n, p, q)] = x_pad[n, c, p*sh + i*dh, q*sw + j*dw]  (one column per window;
+    x_pad: x inside a border of ``pad_value``);  gx = col2im(gcols): each column entry goes
+    back onto the pixel it came from (the border's entries are dropped)"""
 
-    def __init__(self, kernel_size, stride, dilation):
+    def __init__(self, kernel_size, stride, dilation, padding=NO_PADDING, pad_value=0.0):
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.padding, self.pad_value = padding, pad_value
 
     def forward(self, x):
-        xp = backend.get_array_module(x)
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        oh, ow = count_windows(h, kh, sh, dh), count_windows(w, kw, sw, dw)
-        step_n, step_c, step_h, step_w = x.strides  # bytes from one element to the next, per axis
-        # A view (no copy) with axes (c, i, j, n, p, q): one kernel offset i moves dh rows,
-        # one window p moves sh rows; likewise for the columns j and q.
-        windows = xp.lib.stride_tricks.as_strided(
-            x,
-            shape=(c, kh, kw, n, oh, ow),
-            strides=(step_c, dh * step_h, dw * step_w, step_n, sh * step_h, sw * step_w),
-        )
-        return windows.reshape(c * kh * kw, n * oh * ow)  # the reshape is the one copy
+        table = kernels.backend_for(backend.get_array_module(x))
+        return table.im2col(x, self.kernel_size, self.stride, self.padding, self.dilation, self.pad_value)
 
     def backward(self, gcols):
         x = self.inputs[0]
-        return Col2Im(x.shape, self.kernel_size, self.stride, self.dilation)(gcols)
+        return Col2Im(x.shape, self.kernel_size, self.stride, self.dilation, self.padding)(gcols)
 
 
 class Col2Im(Function):
-    """x[n, c, p*sh + i*dh, q*sw + j*dw] += cols[(c, i, j), (n, p, q)] for every window
-    (overlapping windows add up: the adjoint of im2col);  gcols = im2col(gx)"""
+    """x_pad[n, c, p*sh + i*dh, q*sw + j*dw] += cols[(c, i, j), (n, p, q)] for every window, then
+    the border is cut off (overlapping windows add up: the adjoint of im2col);  gcols = im2col(gx)"""
 
-    def __init__(self, image_shape, kernel_size, stride, dilation):
+    def __init__(self, image_shape, kernel_size, stride, dilation, padding=NO_PADDING):
         self.image_shape = tuple(image_shape)
-        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.kernel_size, self.stride, self.dilation, self.padding = kernel_size, stride, dilation, padding
 
     def forward(self, cols):
-        xp = backend.get_array_module(cols)
-        (n, c, h, w), (kh, kw), (sh, sw), (dh, dw) = self.image_shape, self.kernel_size, self.stride, self.dilation
-        oh, ow = count_windows(h, kh, sh, dh), count_windows(w, kw, sw, dw)
-        cols = cols.reshape(c, kh, kw, n, oh, ow)
-        image = xp.zeros((c, n, h, w), dtype=cols.dtype)  # channel-major, like the columns
-        for i in range(kh):  # one strided add per kernel offset, never a loop over pixels
-            for j in range(kw):
-                rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
-                columns = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-                image[:, :, rows, columns] += cols[:, i, j]
-        return image.transpose(1, 0, 2, 3)  # (N, C, H, W), a view
+        table = kernels.backend_for(backend.get_array_module(cols))
+        return table.col2im(cols, self.image_shape, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def backward(self, gimage):
-        return Im2Col(self.kernel_size, self.stride, self.dilation)(gimage)
+        return Im2Col(self.kernel_size, self.stride, self.dilation, self.padding)(gimage)
+
+
+class Convolution(Function):
+    """y[n, o, p, q] = b[o] + sum_(c, i, j) W[o, c, i, j] x_pad[n, c, p*sh + i*dh, q*sw + j*dw]  (groups = 1)
+    as one product Y = W @ cols (W seen as (O, C*KH*KW), cols = im2col(x) as (C*KH*KW, N*OH*OW));
+    dW = dY @ cols^T,  dx = col2im(W^T @ dY),  db[o] = sum of dY[o, (n, p, q)]
+
+    A fused op: it keeps x and W but not the columns (KH*KW times the size of x); backward
+    builds them again (one im2col) for dW. ``composed`` is the same forward as a chain of
+    Functions (Im2Col, matmul, reshape, permute, add), which the engine differentiates for
+    gradients of gradients (create_graph=True).
+    """
+
+    def __init__(self, stride, padding, dilation):
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+
+    def forward(self, x, weight, bias=None):
+        table = kernels.backend_for(backend.get_array_module(x))
+        n, out = x.shape[0], weight.shape[0]
+        oh, ow = output_size(x.shape[2:], weight.shape[2:], self.stride, self.padding, self.dilation)
+        cols = table.im2col(x, weight.shape[2:], self.stride, self.padding, self.dilation)
+        y = table.matmul(weight.reshape(out, -1), cols)  # (O, N*OH*OW)
+        if bias is not None:
+            y += bias.reshape(out, 1)
+        return y.reshape(out, n, oh, ow).transpose(1, 0, 2, 3)  # (N, O, OH, OW): a view of channel-major memory
+
+    def backward(self, gy):
+        x, weight = self.inputs[:2]
+        table = kernels.backend_for(backend.get_array_module(gy.data))
+        kernel, out = weight.shape[2:], weight.shape[0]
+        g = gy.data.transpose(1, 0, 2, 3).reshape(out, -1)  # dY (O, N*OH*OW): a view when gy is channel-major
+        gx = gw = None
+        if x.requires_grad:
+            gcols = table.matmul(weight.data.reshape(out, -1).T, g)  # W^T @ dY
+            gx = Tensor.wrap(table.col2im(gcols, x.shape, kernel, self.stride, self.padding, self.dilation))
+        if weight.requires_grad:
+            cols = table.im2col(x.data, kernel, self.stride, self.padding, self.dilation)  # built again
+            gw = Tensor.wrap(table.matmul(g, cols.T).reshape(weight.shape))  # dY @ cols^T
+        if len(self.inputs) == 2:
+            return gx, gw
+        return gx, gw, Tensor.wrap(g.sum(axis=1)) if self.inputs[2].requires_grad else None
+
+    def composed(self, x, weight, bias=None):
+        """The same forward in Tensor ops: im2col, one matmul, reshape to (N, O, OH, OW), bias."""
+        n, out = x.shape[0], weight.shape[0]
+        oh, ow = output_size(x.shape[2:], weight.shape[2:], self.stride, self.padding, self.dilation)
+        cols = Im2Col(weight.shape[2:], self.stride, self.dilation, self.padding)(x)
+        y = permute(reshape(matmul(reshape(weight, (out, -1)), cols), (out, n, oh, ow)), (1, 0, 2, 3))
+        return y if bias is None else y + reshape(bias, (out, 1, 1))
 
 
 # --------------------------------------------------------------------------- #
@@ -105,22 +142,26 @@ def check_input(x, spatial_dims: int, op: str) -> bool:
     return x.ndim == spatial_dims + 1
 
 
-def im2col(x, kernel_size, stride, padding, dilation, op: str, pad_value=0.0):
-    """The windows of x (N, C, H, W) as columns (C*KH*KW, N*OH*OW), and (OH, OW).
-
-    ``padding`` is ((top, bottom), (left, right)); the padded border holds ``pad_value``.
-    """
-    (top, bottom), (left, right) = padding
-    if top or bottom or left or right:
-        x = pad_per_dim(x, ((0, 0), (0, 0), (top, bottom), (left, right)), value=pad_value)
-    (h, w), (kh, kw), (dh, dw) = x.shape[2:], kernel_size, dilation
+def check_fits(x_shape, kernel_size, padding, dilation, op: str) -> None:
+    """Refuse a (dilated) kernel wider than the padded input."""
+    (h, w) = (size + before + after for size, (before, after) in zip(x_shape[2:], padding))
+    (kh, kw), (dh, dw) = kernel_size, dilation
     if dh * (kh - 1) + 1 > h or dw * (kw - 1) + 1 > w:
         raise ValueError(
             f"{op}: the kernel ({kh}x{kw}, dilation {dh}x{dw}, so {dh * (kh - 1) + 1}x{dw * (kw - 1) + 1} wide) "
             f"does not fit in the padded input ({h}x{w})"
         )
-    cols = Im2Col(kernel_size, stride, dilation)(x)
-    return cols, (count_windows(h, kh, stride[0], dh), count_windows(w, kw, stride[1], dw))
+
+
+def im2col(x, kernel_size, stride, padding, dilation, op: str, pad_value=0.0):
+    """The windows of x (N, C, H, W) as columns (C*KH*KW, N*OH*OW), and (OH, OW).
+
+    ``padding`` is ((top, bottom), (left, right)); the padded border holds ``pad_value``
+    (read as such, never stored in a padded copy of x).
+    """
+    check_fits(x.shape, kernel_size, padding, dilation, op)
+    cols = Im2Col(kernel_size, stride, dilation, padding, pad_value)(x)
+    return cols, output_size(x.shape[2:], kernel_size, stride, padding, dilation)
 
 
 def _conv_padding(padding, kernel, stride, dilation, op) -> tuple:
@@ -174,8 +215,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
         )
     n, rows = input.shape[0], input.shape[1]
     cols = reshape(permute(input, (1, 0, 2)), (rows, n * oh * ow))
-    image = Col2Im((n, rows // (kh * kw), h + 2 * ph, w + 2 * pw), (kh, kw), (sh, sw), (dh, dw))(cols)
-    return getitem(image, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w))) if ph or pw else image
+    return Col2Im((n, rows // (kh * kw), h, w), (kh, kw), (sh, sw), (dh, dw), ((ph, ph), (pw, pw)))(cols)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -234,9 +274,14 @@ def _check_channels(x, weight, bias, groups, unbatched, op):
 
 def _conv2d(x, weight, bias, stride, padding, dilation, groups, op):
     """The computation itself, on checked arguments: im2col, one matmul, bias."""
+    kernel_size = weight.shape[2:]
+    check_fits(x.shape, kernel_size, padding, dilation, op)
+    if groups == 1:  # one plain 2-D product, the columns not kept for backward
+        convolve = Convolution(stride, padding, dilation)
+        return convolve(x, weight) if bias is None else convolve(x, weight, bias)
     n = x.shape[0]
-    out_channels, _, kh, kw = weight.shape
-    cols, (oh, ow) = im2col(x, (kh, kw), stride, padding, dilation, op)  # (C*KH*KW, N*OH*OW)
+    out_channels = weight.shape[0]
+    cols, (oh, ow) = im2col(x, kernel_size, stride, padding, dilation, op)  # (C*KH*KW, N*OH*OW)
     # Groups split the channels: (G, C/G*KH*KW, N*L) columns against (G, O/G, C/G*KH*KW) weights.
     cols = reshape(cols, (groups, -1, cols.shape[1]))
     w = reshape(weight, (groups, out_channels // groups, -1))
