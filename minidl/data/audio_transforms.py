@@ -95,7 +95,7 @@ class AddGaussianNoise(RandomTransform):
         xp = get_array_module(x)
         n = x.shape[0]
         low, high = self.snr_db
-        snr = low + (high - low) * self.uniform(x, (n,)) if high > low else xp.full((n,), low)
+        snr = low + (high - low) * self.uniform(x, (n,)) if high > low else xp.full((n,), low, dtype=numpy.float32)
         signal_power = xp.mean(x * x, axis=tuple(range(1, x.ndim)))
         noise_power = signal_power / 10 ** (snr / 10)
         scale = xp.sqrt(noise_power).astype(x.dtype).reshape((n,) + (1,) * (x.ndim - 1))
@@ -140,7 +140,7 @@ class _BandMasking(RandomTransform):
         shape = [1] * x.ndim
         shape[0], shape[axis] = x.shape[0], x.shape[axis]
         masked = self.band_mask(x, axis).reshape(shape)
-        return xp.where(masked, xp.asarray(self.mask_value, dtype=x.dtype), x)
+        return xp.where(masked, x.dtype.type(self.mask_value), x)  # a scalar: nothing to upload
 
 
 class TimeMasking(_BandMasking):

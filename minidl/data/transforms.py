@@ -117,17 +117,33 @@ class RandomTransform(Transform):
         return self.generator
 
     def uniform(self, batch, shape):
-        """float64 samples of U[0, 1) with ``shape``, on the batch's device."""
+        """Samples of U[0, 1) with ``shape``, on the batch's device: float64 for a float64 batch, else
+        float32 (not numpy's float64 default: a GPU computes float64 many times slower, and a coin
+        or an offset needs no more than float32's 24 bits)."""
         generator = self.generator_for(batch)
+        dtype = numpy.float64 if batch.dtype == numpy.float64 else numpy.float32
         draw = generator.random if hasattr(generator, "random") else generator.random_sample
-        return backend.to_device(draw(shape), backend.device_of(batch))
+        try:
+            values = draw(shape, dtype=dtype)
+        except TypeError:  # numpy's legacy RandomState.random_sample takes no dtype: it draws on the host
+            values = draw(shape).astype(dtype)
+        return backend.to_device(values, backend.device_of(batch))
 
     def integers(self, batch, low, high, shape):
-        """int64 samples uniform over [low, high) (high excluded, as numpy's);
-        ``low`` and ``high`` may be arrays that broadcast to ``shape`` (a range per sample)."""
+        """int64 samples uniform over [low, high) (high excluded, as numpy's); ``low`` and ``high``
+        may be int arrays on the batch's device that broadcast to ``shape`` (a range per sample):
+
+            k = low + floor(u * (high - low)),   u ~ U[0, 1) in float32
+
+        (uniform to within float32's rounding: for ranges below 2**24 values, far more than the
+        pixels or frames an offset runs over). It all stays on the device, in u's dtype and int64."""
         xp = get_array_module(batch)
-        values = low + xp.floor(self.uniform(batch, shape) * (high - low)).astype(numpy.int64)
-        return xp.minimum(values, high - 1)  # guards a product that rounds up to high
+        span = high - low
+        u = self.uniform(batch, shape)
+        scale = span.astype(u.dtype) if hasattr(span, "astype") else u.dtype.type(span)
+        offsets = (u * scale).astype(numpy.int64)  # truncation = floor, as u * span >= 0
+        offsets = xp.minimum(offsets, span - 1)  # guards a product that rounds up to span
+        return offsets if isinstance(low, int) and low == 0 else offsets + low
 
     def normal(self, batch, shape, dtype):
         """Samples of the standard normal N(0, 1) with ``shape`` and ``dtype``, on the batch's device."""
