@@ -10,14 +10,16 @@ PyTorch's equations at step t (from 1), for gradient g and parameter p::
     p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
 The two ``1 - beta**t`` factors undo the bias of starting m and v at zero.
+
+The update itself is the backend table's ``adam_step`` (minidl/kernels/optim.py), over all the
+parameters of a group at once: on the CPU its NumPy twin (these equations, one parameter after
+the other), on a GPU one multi-tensor kernel for every float32 parameter of the group.
 """
 
 from __future__ import annotations
 
-import math
-
-from minidl import checks
-from minidl.optim.optimizer import Optimizer
+from minidl import checks, kernels
+from minidl.optim.optimizer import Optimizer, batches, changed_in_place
 from minidl.tensor import Tensor
 
 
@@ -40,34 +42,39 @@ class Adam(Optimizer):
 
     state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
+    def update_group(self, group, params):
+        """All of ``params`` in one call of the backend table (one kernel launch on a GPU)."""
+        if self._overrides_update(Adam):  # a subclass changed the per-parameter rule: honour it
+            return super().update_group(group, params)
+        self._step(params, [p.grad.data for p in params], group)
+
     def update(self, p, grad, state, group):
-        """Every change to p and to its moments is an in-place Tensor op, so it bumps their versions."""
-        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        g = Tensor.wrap(-grad if group["maximize"] else grad)
-        if not state:
-            xp = p.xp
-            state["step"] = 0
-            state["exp_avg"] = Tensor.wrap(xp.zeros_like(p.data))
-            state["exp_avg_sq"] = Tensor.wrap(xp.zeros_like(p.data))
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = Tensor.wrap(xp.zeros_like(p.data))
-        state["step"] += 1
-        step = state["step"]
+        """One parameter, from the raw gradient array ``grad`` (subclasses may change it first)."""
+        self._step([p], [grad], group)
 
-        if weight_decay != 0:
-            if self.decoupled_weight_decay:
-                p.mul_(1 - lr * weight_decay)
-            else:
-                g = g + weight_decay * p
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m.mul_(beta1).add_(g, alpha=1 - beta1)
-        v.mul_(beta2).add_(g * g, alpha=1 - beta2)
-        if group["amsgrad"]:
-            v = state["max_exp_avg_sq"].copy_(Tensor.wrap(p.xp.maximum(state["max_exp_avg_sq"].data, v.data)))
-
-        step_size = lr / (1 - beta1**step)
-        denom = p.xp.sqrt(v.data) / math.sqrt(1 - beta2**step) + eps
-        p.sub_(Tensor.wrap(m.data / denom), alpha=step_size)
+    def _step(self, params, grads, group):
+        """The table changes the arrays of p and of its moments in place; their versions are bumped after.
+        Parameters at different step counts (one skipped a step without a gradient) go in separate calls."""
+        for p in params:
+            state = self.state.setdefault(p, {})
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = Tensor.wrap(p.xp.zeros(p.shape, dtype=p.dtype))
+                state["exp_avg_sq"] = Tensor.wrap(p.xp.zeros(p.shape, dtype=p.dtype))
+            if group["amsgrad"] and state.get("max_exp_avg_sq") is None:
+                state["max_exp_avg_sq"] = Tensor.wrap(p.xp.zeros(p.shape, dtype=p.dtype))
+            state["step"] += 1
+        grad_of = {id(p): g for p, g in zip(params, grads)}
+        beta1, beta2 = group["betas"]
+        for batch in batches(params, key=lambda p: self.state[p]["step"]):
+            states = [self.state[p] for p in batch]
+            moments = [[s.get(key) for s in states] for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")]
+            kernels.backend_for(batch[0].data).adam_step(
+                [p.data for p in batch], [grad_of[id(p)] for p in batch],
+                *[[None if t is None else t.data for t in row] for row in moments],
+                states[0]["step"], group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                self.decoupled_weight_decay, group["amsgrad"], group["maximize"])
+            changed_in_place(batch + [t for row in moments for t in row])
 
 
 class AdamW(Adam):

@@ -103,7 +103,8 @@ class Optimizer:
                     p.grad.zero_()
 
     def step(self, closure=None):
-        """Update every parameter once from its ``.grad``. Subclasses implement ``update``."""
+        """Update every parameter once from its ``.grad``. Subclasses implement ``update`` (one parameter)
+        or ``update_group`` (all the parameters of a group at once)."""
         loss = None
         if closure is not None:
             with enable_grad():
@@ -113,10 +114,16 @@ class Optimizer:
                 if p.grad is not None:
                     self._check_devices(index, p, self.state.get(p, {}))
             for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self.update(p, p.grad.data, self.state.setdefault(p, {}), group)
+                params = [p for p in group["params"] if p.grad is not None]
+                if params:
+                    self.update_group(group, params)
         return loss
+
+    def update_group(self, group: dict, params: list) -> None:
+        """Update the parameters ``params`` of ``group`` (those with a gradient). Here one at a time through
+        ``update``; SGD and Adam update them all in one call of the backend table (one kernel on a GPU)."""
+        for p in params:
+            self.update(p, p.grad.data, self.state.setdefault(p, {}), group)
 
     def _check_devices(self, index: int, p, state: dict) -> None:
         """The state of parameter ``index`` lives where the parameter does. As in PyTorch, ``model.to()``
@@ -132,6 +139,11 @@ class Optimizer:
     def update(self, p, grad, state: dict, group: dict) -> None:  # pragma: no cover - abstract
         """Change ``p.data`` in place from the raw gradient array ``grad``."""
         raise NotImplementedError(f"{self.name}.update is not implemented")
+
+    def _overrides_update(self, cls) -> bool:
+        """Whether a subclass of ``cls`` wrote its own ``update`` (lesson 13 adds a penalty to the gradient
+        there): then ``update_group`` must go one parameter at a time through it."""
+        return type(self).update is not cls.update
 
     # ------------------------------------------------------------------ #
     # Saving and resuming
@@ -235,3 +247,20 @@ def _restore(value, p, where: str):
         dtype = p.dtype if array.dtype.kind == "f" else array.dtype
         return Tensor.wrap(array.astype(dtype, copy=True))
     return copy.deepcopy(value.item() if hasattr(value, "item") else value)
+
+
+def batches(params: list, key) -> list:
+    """``params`` split, in order, into lists that one backend call can update together: the same device
+    and the same ``key(p)`` (e.g. Adam's step count)."""
+    out: dict = {}
+    for p in params:
+        out.setdefault((p.device, key(p)), []).append(p)
+    return list(out.values())
+
+
+def changed_in_place(tensors) -> None:
+    """Bump the version of each tensor whose array a backend entry changed in place, as the Tensor's own
+    in-place methods (``p.sub_``) do: autograd then refuses a backward that saved the old values."""
+    for t in tensors:
+        if t is not None:
+            t._version_counter[0] += 1

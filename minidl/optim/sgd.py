@@ -7,12 +7,16 @@ PyTorch's equations, for gradient g, parameter p and momentum buffer b::
     b = momentum * b + (1 - dampening) * g    (later steps)
     g = g + momentum * b   if nesterov  else  g = b
     p = p - lr * g                            (p + lr * g with maximize=True)
+
+The update itself is the backend table's ``sgd_step`` (minidl/kernels/optim.py), over all the
+parameters of a group at once: on the CPU its NumPy twin (these equations, one parameter after
+the other), on a GPU one multi-tensor kernel for every float32 parameter of the group.
 """
 
 from __future__ import annotations
 
-from minidl import checks
-from minidl.optim.optimizer import Optimizer
+from minidl import checks, kernels
+from minidl.optim.optimizer import Optimizer, batches, changed_in_place
 from minidl.tensor import Tensor
 
 
@@ -36,20 +40,31 @@ class SGD(Optimizer):
 
     state_keys = ("momentum_buffer",)
 
+    def update_group(self, group, params):
+        """All of ``params`` in one call of the backend table (one kernel launch on a GPU)."""
+        if self._overrides_update(SGD):  # a subclass changed the per-parameter rule: honour it
+            return super().update_group(group, params)
+        self._step(params, [p.grad.data for p in params], group)
+
     def update(self, p, grad, state, group):
-        """Every change to p and to its buffer is an in-place Tensor op, so it bumps their versions."""
-        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-        g = Tensor.wrap(grad)
-        if weight_decay != 0:
-            g = g + weight_decay * p
-        if momentum != 0:
-            buffer = state.get("momentum_buffer")
-            if buffer is None:
-                buffer = state["momentum_buffer"] = Tensor.wrap(g.data.copy())
-            else:
-                buffer.mul_(momentum).add_(g, alpha=1 - group["dampening"])
-            g = g + momentum * buffer if group["nesterov"] else buffer
-        if group["maximize"]:
-            p.add_(g, alpha=lr)
-        else:
-            p.sub_(g, alpha=lr)
+        """One parameter, from the raw gradient array ``grad`` (subclasses may change it first)."""
+        self._step([p], [grad], group)
+
+    def _step(self, params, grads, group):
+        """The table changes the arrays of p and of its buffer in place; their versions are bumped after."""
+        momentum = group["momentum"]
+        new = set()  # ids of the parameters whose momentum buffer starts now (it takes the gradient)
+        for p in params:
+            state = self.state.setdefault(p, {})
+            if momentum != 0 and state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = Tensor.wrap(p.xp.empty(p.shape, dtype=p.dtype))
+                new.add(id(p))
+        grad_of = {id(p): g for p, g in zip(params, grads)}
+        for batch in batches(params, key=lambda p: id(p) in new):
+            buffers = [self.state[p].get("momentum_buffer") for p in batch]
+            kernels.backend_for(batch[0].data).sgd_step(
+                [p.data for p in batch], [grad_of[id(p)] for p in batch],
+                [None if b is None else b.data for b in buffers],
+                group["lr"], momentum, group["dampening"], group["weight_decay"], group["nesterov"],
+                group["maximize"], first_step=id(batch[0]) in new)
+            changed_in_place(batch + buffers)
