@@ -20,10 +20,15 @@
 #    layers' inputs stay well scaled however the weights move, which allows a large
 #    learning rate (0.4 here, 400x Adam's 1e-3 in lesson 05). The convolutions drop their
 #    bias: batch norm's shift replaces it. At test time the running averages are used.
+#    The ReLU after it is fused into it: `nn.BatchNormReLU2d` is minidl's one-op form of
+#    `nn.BatchNorm2d` then `nn.ReLU` (same parameters, buffers, state_dict keys and numbers;
+#    on a GPU 2 passes over the activations forward and 2 backward, where the two layers take
+#    many). PyTorch has no such module: write `nn.BatchNorm2d(c), nn.ReLU()` there.
 # 4. **Residual blocks**: $y = x + f(x)$, where $f$ is two conv-bn-relu layers. The identity path
 #    carries the signal (and, backwards, the gradient: $\partial y / \partial x = I + \partial f / \partial x$)
 #    past $f$ untouched, so $f$ only needs
-#    to learn a correction; deep networks train as easily as shallow ones.
+#    to learn a correction; deep networks train as easily as shallow ones. The add, too, is
+#    done inside the second layer's fused batch norm: `bn_relu(h, residual=x)` = relu(bn(h)) + x.
 # 5. **The network (ResNet-9)**: a "prep" conv (64 channels), then three stages that
 #    double the channels and halve the resolution (conv + max-pool: 128 at 16x16, 256 at
 #    8x8, 512 at 4x4), with a residual block after the first and the last, a global max
@@ -119,20 +124,22 @@ print("saved " + plot.image_grid(np.concatenate([examples, crops]), out / "augme
 
 # %%
 def conv_bn(c_in, c_out):
-    """3x3 convolution (no bias: batch norm shifts) -> batch norm -> ReLU; the size stays."""
+    """3x3 convolution (no bias: batch norm shifts) -> batch norm + ReLU (one fused op); the size stays."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU())
+                         nn.BatchNormReLU2d(c_out))  # PyTorch: nn.BatchNorm2d(c_out), nn.ReLU()
 
 
 class Residual(nn.Module):
-    """y = x + f(x), f = two conv-bn-relu layers with as many channels out as in."""
+    """y = x + f(x), f = two conv-bn-relu layers with as many channels out as in; the add happens
+    in the second layer's fused batch norm: relu(bn(conv(h))) + x as one op."""
 
     def __init__(self, channels):
         super().__init__()
         self.f = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
 
     def forward(self, x):
-        return x + self.f(x)
+        first, (conv, bn_relu) = self.f[0], self.f[1]
+        return bn_relu(conv(first(x)), residual=x)  # PyTorch: x + self.f(x)
 
 
 class ResNet9(nn.Module):
@@ -170,6 +177,21 @@ model = make_model()
 print(f"\nResNet-9 (width x{args.width}): {sum(p.numel() for p in model.parameters()):,} parameters\n{model}")
 
 # %% [markdown]
+# The fused layer computes what the separate layers compute. Check it on one batch: the prep
+# conv's output through a fresh `BatchNormReLU2d` and through `BatchNorm2d` then `ReLU`, with and
+# without a residual (here the conv output itself), and compare the running statistics too.
+
+# %%
+with minidl.no_grad():
+    h = model.prep[0](minidl.Tensor(prepare(minidl.backend.to_device(train_x[:64], device))))
+    fused_bn, plain_bn = nn.BatchNormReLU2d(h.shape[1]).to(device), nn.BatchNorm2d(h.shape[1]).to(device)
+    differences = [fused_bn(h) - F.relu(plain_bn(h)), fused_bn(h, residual=h) - (F.relu(plain_bn(h)) + h),
+                   fused_bn.running_var - plain_bn.running_var]
+print("BatchNormReLU2d vs BatchNorm2d + ReLU on 64 images, max |difference|: "
+      + ", ".join(f"{name} {float(abs(d).max()):.1e}" for name, d in zip(("output", "with residual",
+                                                                          "running var"), differences)))
+
+# %% [markdown]
 # ## 3. Training: nesterov SGD, weight decay, label smoothing, a one-cycle schedule per step
 
 # %%
@@ -196,9 +218,9 @@ train_time = common.Stopwatch(device)
 for epoch in range(1, args.epochs + 1):
     with train_time:
         model.train()
-        loss_sum, correct, seen = 0, 0, 0  # loss_sum and correct become device scalars: no GPU sync per step
+        loss_sum, correct, seen = 0, 0, 0  # loss_sum and correct become device scalars, read once per epoch
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True)
-        for step, (x, y) in enumerate(bar, 1):
+        for x, y in bar:
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)
             optimizer.zero_grad()
@@ -210,9 +232,8 @@ for epoch in range(1, args.epochs + 1):
                 loss_sum = loss_sum + loss * len(y)
                 correct = correct + (logits.argmax(dim=1) == y).sum()
             seen += len(y)
-            if step % 10 == 0 or step == len(train_loader):  # reading a number waits for the GPU: rarely
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.1%}",
-                                lr=f"{learning_rates[-1]:.3f}")
+            bar.set_postfix(lr=f"{learning_rates[-1]:.3f}", refresh=False)  # a host number: no wait for the GPU
+    # Reading a device number waits for the GPU; so the step never does it: once per epoch, here, untimed.
     test_loss, predicted, targets = common.evaluate(model, test_loader)
     history["train_loss"].append(loss_sum.item() / seen)
     history["train_acc"].append(correct.item() / seen)

@@ -83,7 +83,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or not self.track_running_stats
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1
+            self.num_batches_tracked.data += 1  # in place (one launch on a GPU)
             if self.momentum is None:  # cumulative moving average: the mean over every batch so far
                 momentum = 1.0 / self.num_batches_tracked.data  # a 0-d array: no wait for a GPU
         return function(input, self.running_mean, self.running_var, self.weight, self.bias, use_batch_stats, momentum,
