@@ -4,7 +4,7 @@ Every test that takes the ``device`` fixture runs on the CPU and, when cupy sees
 again on 'cuda'. To run the whole suite on the GPU machine: ``python -m pytest -m gpu``
 runs only the cuda half; plain ``python -m pytest`` runs both.
 
-Without a GPU, ``MINIDL_FAKE_CUDA=1 python -m pytest`` runs the cuda half on tests/fakecupy.py,
+Without a GPU, ``MINIDL_FAKE_CUDA=1 python -m pytest`` runs the cuda half on minidl/fakecupy/,
 a CPU stand-in for cupy that refuses host/device mixing as cupy does (see its docstring).
 """
 
@@ -24,7 +24,7 @@ import minidl  # noqa: E402
 
 FAKE_CUDA = os.environ.get("MINIDL_FAKE_CUDA") == "1"
 if FAKE_CUDA:
-    import fakecupy  # noqa: E402  (tests/ is on sys.path: rootdir conftest, no __init__.py)
+    import minidl.fakecupy as fakecupy  # noqa: E402
 
     fakecupy.install()
 

@@ -1,4 +1,4 @@
-"""The fake GPU of tests/fakecupy.py keeps cupy's rules, so a green fake-cuda run means something.
+"""The fake GPU of minidl/fakecupy/ keeps cupy's rules, so a green fake-cuda run means something.
 
 These run on every machine (they need no GPU and install nothing for other tests).
 """
@@ -54,16 +54,16 @@ def test_scalars_host_indices_and_explicit_moves_are_allowed():
         a[0] = np.ones(3)  # a basic-slice assignment of host data is not
 
 
-def test_random_generator_and_scatter_add_keep_cupys_limits():
+def test_random_generator_and_add_at_keep_cupys_limits():
     rng = cp.random.default_rng(0)
     assert isinstance(rng.random((2,), dtype=np.float32), cp.ndarray) and rng.integers(0, 5, (3,)).dtype == np.int64
     for missing in ("permutation", "choice", "normal"):
         assert not hasattr(rng, missing)
     target = cp.zeros(3)
-    cp.cupyx.scatter_add(target, cp.asarray(np.array([0, 0, 2])), cp.ones(3))
+    cp.add.at(target, cp.asarray(np.array([0, 0, 2])), cp.ones(3))
     np.testing.assert_array_equal(target.get(), [2, 0, 1])
     with pytest.raises(TypeError, match="scatter_add"):
-        cp.cupyx.scatter_add(cp.zeros(3, dtype=np.int64), np.array([0]), 1)
+        cp.add.at(cp.zeros(3, dtype=np.int64), np.array([0]), 1)
 
 
 def test_installed_fake_runs_minidl_on_cuda_and_catches_a_mix(monkeypatch):

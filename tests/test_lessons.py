@@ -25,13 +25,13 @@ def test_lesson_smoke_run(lesson, tmp_path):
     _smoke_run(lesson, [str(lesson)], tmp_path)
 
 
-if os.environ.get("MINIDL_FAKE_CUDA") == "1":  # the lessons again, on tests/fakecupy.py's stand-in GPU
+if os.environ.get("MINIDL_FAKE_CUDA") == "1":  # the lessons again, on minidl.fakecupy's stand-in GPU
 
     @pytest.mark.lessons
     @pytest.mark.gpu
     @pytest.mark.parametrize("lesson", LESSONS, ids=[path.stem for path in LESSONS])
     def test_lesson_smoke_run_on_fake_cuda(lesson, tmp_path):
-        _smoke_run(lesson, [str(REPO / "tests" / "fakecupy.py"), str(lesson), "--device", "cuda"], tmp_path)
+        _smoke_run(lesson, ["-m", "minidl.fakecupy", str(lesson), "--device", "cuda"], tmp_path)
 
 
 def _smoke_run(lesson, command, tmp_path):

@@ -1,0 +1,170 @@
+"""cupy's own API in the stand-in: moving data, devices, memory, random numbers, RawModule.
+
+``RawModule(code=...)``/``RawKernel(code, name)`` run a hand-written CUDA kernel without a GPU:
+the call ``kernel(grid, block, args)`` reads the ``extern "C" __global__ void name(...)``
+signature from the source, checks every argument as the GPU would need it (a pointer takes a
+C-contiguous device array of the pointee's dtype; a scalar takes a numpy scalar of exactly that
+type: a Python int or float is refused, because cupy would pass it with the wrong width), counts
+one launch and calls ``minidl.kernels.EMULATORS[name]`` with the numpy payloads.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+
+import numpy
+
+from minidl.fakecupy import meter
+from minidl.fakecupy.arrays import _device, _unwrap, ndarray
+
+# --------------------------------------------------------------------------- #
+# moving data
+# --------------------------------------------------------------------------- #
+
+
+def array(obj, dtype=None, copy=True, order="K", ndmin=0):
+    """A device copy of ``obj`` (host arrays, lists, scalars, device arrays)."""
+    raw = _unwrap(obj, allow_host=True)
+    if isinstance(obj, ndarray):
+        meter.launch()  # a device-to-device copy
+    else:
+        meter.transfer_in(numpy.asarray(raw).nbytes)
+    return _device(numpy.array(raw, dtype=dtype, copy=True, order=order, ndmin=ndmin))
+
+
+def asarray(a, dtype=None, order=None):
+    """``a`` on the device: itself when it is already there with that dtype, else a copy."""
+    if isinstance(a, ndarray) and (dtype is None or a.dtype == numpy.dtype(dtype)) and order is None:
+        return a
+    return array(a, dtype=dtype, order=order or "K")
+
+
+asanyarray = asarray
+
+
+def asnumpy(a, stream=None, order="C", out=None):
+    return a.get(order=order) if isinstance(a, ndarray) else numpy.asarray(a, order=order)
+
+
+# --------------------------------------------------------------------------- #
+# devices and memory
+# --------------------------------------------------------------------------- #
+class _CudaDevice:
+    """cupy.cuda.Device: one fake GPU, id 0."""
+
+    def __init__(self, device=None):
+        self.id = 0 if device is None else int(device)
+
+    def __enter__(self):
+        if self.id != 0:
+            raise RuntimeError(f"cudaErrorInvalidDevice: fakecupy has one GPU (0), not {self.id}")
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def synchronize(self):
+        meter.sync(0)
+
+
+cuda = types.SimpleNamespace(Device=_CudaDevice, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+
+
+class _MemoryPool:
+    """cupy's memory pool: reports the live device bytes the meter tracks (no caching)."""
+
+    used_bytes = total_bytes = staticmethod(lambda: meter.STATE.live_bytes)
+    free_all_blocks = staticmethod(lambda: None)
+
+
+_POOL = _MemoryPool()
+
+
+def get_default_memory_pool():
+    return _POOL
+
+
+# --------------------------------------------------------------------------- #
+# hand-written kernels
+# --------------------------------------------------------------------------- #
+_POINTEES = {"float": numpy.float32, "double": numpy.float64, "int": numpy.int32, "long long": numpy.int64,
+             "unsigned char": numpy.uint8, "bool": numpy.bool_, "unsigned long long": numpy.uint64,
+             "unsigned int": numpy.uint32, "short": numpy.int16, "__half": numpy.float16, "half": numpy.float16}
+
+
+def _parse_signature(code, name):
+    """[(argument name, C base type, is pointer)] of ``extern "C" __global__ void name(...)`` in ``code``."""
+    match = re.search(r'extern\s+"C"\s+__global__\s+void\s+' + re.escape(name) + r"\s*\(([^)]*)\)", code)
+    if match is None:
+        raise AttributeError(f"fakecupy RawModule: no extern \"C\" __global__ void {name}(...) in the source")
+    arguments = []
+    for part in filter(None, (p.strip() for p in match.group(1).split(","))):
+        part = re.sub(r"\b(const|__restrict__|restrict|volatile)\b", " ", part)
+        pointer = "*" in part
+        words = part.replace("*", " ").split()
+        arguments.append((words[-1], " ".join(words[:-1]), pointer))
+    return arguments
+
+
+class _Kernel:
+    """One compiled kernel: call it as ``kernel(grid, block, args)``."""
+
+    def __init__(self, code, name):
+        self.name, self.signature = name, _parse_signature(code, name)
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None):
+        from minidl.kernels import EMULATORS
+
+        where = f"fakecupy kernel {self.name}"
+        for label, value in (("grid", grid), ("block", block)):
+            if not (isinstance(value, tuple) and 1 <= len(value) <= 3
+                    and all(isinstance(v, (int, numpy.integer)) and not isinstance(v, bool) and v > 0 for v in value)):
+                raise TypeError(f"{where}: {label} must be a tuple of 1 to 3 positive ints, got {value!r}")
+        if not isinstance(args, tuple) or len(args) != len(self.signature):
+            count = len(args) if isinstance(args, (tuple, list)) else "not a tuple"
+            raise TypeError(f"{where}: expected a tuple of {len(self.signature)} arguments, got {count}")
+        if self.name not in EMULATORS:
+            raise NotImplementedError(f"{where}: no emulator; add '{self.name}' to its family's EMULATE dict")
+        converted = [self._check(position, value) for position, value in enumerate(args)]
+        meter.launch()
+        meter.kernel()
+        EMULATORS[self.name](*converted)
+
+    def _check(self, position, value):
+        argument, ctype, pointer = self.signature[position]
+        where = f"fakecupy kernel {self.name}, argument {position} ({ctype}{' *' if pointer else ''} {argument})"
+        expected = _POINTEES.get(ctype)
+        if expected is None:
+            raise TypeError(f"{where}: the stand-in knows no C type '{ctype}'")
+        if pointer:
+            if not isinstance(value, ndarray):
+                raise TypeError(f"{where}: expected a device array, got {type(value).__name__}")
+            if value._array.dtype != expected:
+                raise TypeError(f"{where}: expected dtype {numpy.dtype(expected)}, got {value._array.dtype}")
+            if not value._array.flags.c_contiguous:
+                raise TypeError(f"{where}: the array is not C-contiguous (cupy.ascontiguousarray it)")
+            return value._array
+        if type(value) is not expected:
+            raise TypeError(f"{where}: expected a numpy.{numpy.dtype(expected).name} scalar, got "
+                            f"{type(value).__name__} {value!r} (a Python number would be passed with the wrong width)")
+        return value.item()
+
+
+class RawModule:
+    """cupy.RawModule(code=..., options=...): ``get_function(name)`` gives a kernel of ``code``."""
+
+    def __init__(self, code=None, *, path=None, options=(), backend="nvrtc", translate_cucomplex=False,
+                 enable_cooperative_groups=False, name_expressions=None, jitify=False):
+        if code is None:
+            raise TypeError("fakecupy RawModule: give the CUDA source as code= (the stand-in reads no files)")
+        self.code, self.options = code, tuple(options)
+
+    def get_function(self, name):
+        return _Kernel(self.code, name)
+
+
+def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False,  # noqa: N802 (cupy's name)
+              enable_cooperative_groups=False, jitify=False):
+    """cupy.RawKernel(code, name): the one kernel ``name`` of ``code``."""
+    return _Kernel(code, name)
