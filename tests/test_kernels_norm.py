@@ -10,6 +10,7 @@
   state_dict keys both ways; and on the 'cuda' device (a GPU, or MINIDL_FAKE_CUDA=1).
 """
 
+import os
 import re
 import numpy as np
 import pytest
@@ -326,3 +327,36 @@ def test_functional_form_matches_the_module():
     y = F.batch_norm_relu(x, rm, rv, layer.weight, layer.bias, training=True, residual=residual)
     np.testing.assert_allclose(y.numpy(), layer(x, residual).numpy(), rtol=1e-6)
     np.testing.assert_allclose(rm.numpy(), layer.running_mean.numpy(), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- #
+# What it costs on a GPU, counted on the CPU stand-in (MINIDL_FAKE_CUDA=1)
+# --------------------------------------------------------------------------- #
+@pytest.mark.gpu
+@pytest.mark.skipif(os.environ.get("MINIDL_FAKE_CUDA") != "1", reason="counts launches on minidl.fakecupy")
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_launches_per_batchnorm_relu_add(with_residual):
+    from minidl.fakecupy import meter
+
+    layer = nn.BatchNormReLU2d(16).to("cuda")
+    conv = nn.Conv2d(8, 16, 3, padding=1, bias=False).to("cuda")
+    with minidl.no_grad():
+        channel_major_x = conv(minidl.randn(8, 8, 8, 8, device="cuda"))
+    x = minidl.randn(8, 16, 8, 8, device="cuda", requires_grad=True)
+    residual = minidl.randn(8, 16, 8, 8, device="cuda") if with_residual else None
+    gy = minidl.randn(8, 16, 8, 8, device="cuda")
+    for _ in range(2):  # the second round is counted (no first-call set-up)
+        x.grad = layer.weight.grad = layer.bias.grad = None
+        with meter.measure() as forward:
+            y = layer(x, residual)
+        with meter.measure() as backward:
+            y.backward(gy)
+        with meter.measure() as conv_layout:
+            layer(channel_major_x, residual)
+    # forward: bn_stats (+ running statistics) and bn_apply, and num_batches_tracked += 1;
+    # backward: bn_backward_sums and bn_backward_dx (the residual's gradient is gy: no launch)
+    for region, launches in ((forward, 3), (backward, 2), (conv_layout, 3)):
+        report = region.report()
+        assert report["launches"] == launches, region.sites()
+        assert report["syncs"] == report["float64_arrays"] == 0
+    assert forward.report()["kernels"] == backward.report()["kernels"] == 2
