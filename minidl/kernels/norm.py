@@ -235,3 +235,41 @@ def _emulate_dx(dy, dn, dc, x, sn, sc, mean, var, gamma, beta, eps, relu, g_beta
 
 EMULATE = {"bn_stats": _emulate_stats, "bn_apply": _emulate_apply,
            "bn_backward_sums": _emulate_sums, "bn_backward_dx": _emulate_dx}
+
+
+# --------------------------------------------------------------------------- #
+# Cases for minidl.gpu_check: each kernel entry against its twin on one GPU (besides its own)
+# --------------------------------------------------------------------------- #
+def _channel_major(x):
+    return numpy.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1)
+
+
+def _check_forward_2d_many_rows(rng):
+    """(N, C) input, M = 1000 values per channel (each reduction thread adds several), no extras."""
+    return (rng.standard_normal((1000, 5)).astype(numpy.float32), numpy.ones(5, numpy.float32),
+            numpy.zeros(5, numpy.float32), 1e-5)
+
+
+def _check_forward_far_from_zero(rng):
+    """|mean| / std = 1000 (the one-pass double sums must hold), running statistics, C-contiguous x,
+    a channel-major residual."""
+    x = (1000 + rng.standard_normal((32, 3, 16, 16))).astype(numpy.float32)
+    residual = _channel_major(rng.standard_normal((32, 3, 16, 16)).astype(numpy.float32))
+    return ((x, numpy.full(3, 2, numpy.float32), numpy.zeros(3, numpy.float32), 1e-5),
+            {"relu": True, "residual": residual, "running_mean": numpy.zeros(3, numpy.float32),
+             "running_var": numpy.ones(3, numpy.float32), "momentum": 0.25})
+
+
+def _check_backward_layouts(rng):
+    """A channel-major x (a conv output) with a C-contiguous dy, M = 64 * 8 * 8 per channel."""
+    x = _channel_major(rng.standard_normal((64, 7, 8, 8)).astype(numpy.float32))
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    gamma, beta = rng.uniform(0.5, 2, 7).astype(numpy.float32), rng.uniform(-1, 1, 7).astype(numpy.float32)
+    return (rng.standard_normal(x.shape).astype(numpy.float32), x, mean, var, gamma, beta, 1e-5), {"relu": False}
+
+
+CHECK_CASES = [
+    ("batch_norm_forward", _check_forward_2d_many_rows),
+    ("batch_norm_forward", _check_forward_far_from_zero, {"atol": 1e-3}),
+    ("batch_norm_backward", _check_backward_layouts, {"atol": 1e-4}),
+]
