@@ -265,12 +265,15 @@ class RNNBase(Module):
 
 def _reversal_index(steps, batch, lengths, like):
     """An index that reverses each sequence within its own length: step t of sequence b
-    reads step L_b - 1 - t (t < L_b); padding stays where it is. It is its own inverse."""
-    if lengths is None or (lengths == steps).all():
+    reads step L_b - 1 - t (t < L_b); padding stays where it is. It is its own inverse.
+    Built where the lengths are (host lengths: a plain reversal when nothing is padded;
+    device lengths: on the device, without reading them)."""
+    if lengths is None or (not backend.is_cupy_array(lengths) and (lengths == steps).all()):
         return slice(None, None, -1)
-    t, valid = numpy.arange(steps)[:, None], lengths
-    time = numpy.where(t < valid[None, :], valid[None, :] - 1 - t, t)
-    return backend.to_device(time, like.device), backend.to_device(numpy.arange(batch)[None, :], like.device)
+    valid = backend.to_device(lengths, like.device)[None, :]
+    t = like.xp.arange(steps)[:, None]
+    time = like.xp.where(t < valid, valid - 1 - t, t)
+    return time, like.xp.arange(batch)[None, :]
 
 
 class RNN(RNNBase):

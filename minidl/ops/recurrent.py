@@ -7,8 +7,8 @@ This file runs it in two ways that compute the same numbers:
   records every op (about 20 per LSTM step) and differentiates them for us.
   ``composed_cell`` and ``composed_recurrence``; the readable reference.
 * **fused**: a Function whose forward runs the gate math on raw arrays and whose
-  backward is the hand-written derivative (``step_backward``): few kernels, little
-  Python. ``FusedCell`` is one time step; ``FusedRecurrence`` is a whole sequence,
+  backward is the hand-written derivative (``step_backward``, an entry of the backend
+  table: a NumPy twin, or one CUDA kernel per step on a GPU): few kernels, little Python. ``FusedCell`` is one time step; ``FusedRecurrence`` is a whole sequence,
   with the loop over time inside its forward and backward (backprop through time),
   so a layer costs autograd one node instead of hundreds.
 
@@ -27,7 +27,8 @@ Where the mask is off, the state is carried over unchanged and the output is zer
     state_t = where(mask_t, cell(...), state_{t-1}),   output_t = where(mask_t, h_t, 0)
 
 so the final state of each sequence is its state at its own last valid step; backward
-sends the gradient through the same switch.
+sends the gradient through the same switch. Every sequence runs all T steps (the mask does the
+stopping), so nothing reads the lengths back from the GPU: no step waits for the device.
 
 Double backward (``create_graph=True``): supported by the fused Functions, the slow way.
 Their array backward records nothing, so each has a ``composed`` twin (the same forward in
@@ -39,8 +40,8 @@ from __future__ import annotations
 
 import numpy
 
-from minidl import amp, autograd, backend
-from minidl.autograd import Function, is_grad_enabled
+from minidl import amp, autograd, backend, kernels
+from minidl.autograd import Function, is_anomaly_enabled, is_grad_enabled
 from minidl.creation import as_tensor_like
 from minidl.ops.arithmetic import where
 from minidl.ops.linalg import matmul
@@ -98,16 +99,28 @@ class FusedCell(Function):
 
     def forward(self, x, *rest):
         *state, w_ih, w_hh, b_ih, b_hh = rest
-        new_state, self.saved = self.cell.step(x @ w_ih.T + b_ih, state[0] @ w_hh.T + b_hh, tuple(state))
-        return new_state
+        cell, table, xp = self.cell, kernels.backend_for(x), backend.get_array_module(x)
+        batch, hidden = state[0].shape
+        gx = table.matmul(x, w_ih.T) + b_ih
+        new_state = [xp.empty((batch, hidden), dtype=gx.dtype) for _ in state]
+        self.saved = xp.empty((batch, cell.saved * hidden), dtype=gx.dtype)
+        # the output of a single step is its new h: the step writes it twice, to the same place
+        cell.step(table, gx, table.matmul(state[0], w_hh.T), b_hh, state, None, new_state, new_state[0], self.saved)
+        return tuple(new_state)
 
     def backward(self, *d_new_state):
         cell, n = self.cell, self.cell.num_states
         x, *rest = (t.data for t in self.inputs)
         state, (w_ih, w_hh) = rest[:n], rest[n : n + 2]
-        dgx, dgh, d_direct = cell.step_backward([g.data for g in d_new_state], tuple(state), self.saved)
-        d_state = _add_hidden_path(d_direct, dgh @ w_hh)
-        grads = (dgx @ w_ih, *d_state, dgx.T @ x, dgh.T @ state[0], dgx.sum(axis=0), dgh.sum(axis=0))
+        table, xp = kernels.backend_for(x), backend.get_array_module(x)
+        zeros = [xp.zeros(state[0].shape, dtype=self.saved.dtype) for _ in range(2)]
+        d_state = [zeros[0], *(xp.array(g.data, order="C") for g in d_new_state[1:])]  # dh' enters as d_output
+        dgx = xp.empty((x.shape[0], w_ih.shape[0]), dtype=self.saved.dtype)
+        dgh = xp.empty_like(dgx) if cell.separate_dgh else dgx
+        cell.step_backward(table, d_new_state[0].data, zeros[1], d_state, state, self.saved, None, dgx, dgh)
+        d_state[0] = d_state[0] + table.matmul(dgh, w_hh)
+        grads = (table.matmul(dgx, w_ih), *d_state, table.matmul(dgx.T, x), table.matmul(dgh.T, state[0]),
+                 dgx.sum(axis=0), dgh.sum(axis=0))
         return tuple(Tensor.wrap(g) for g in grads)
 
     def composed(self, x, *rest):
@@ -123,9 +136,13 @@ class FusedRecurrence(Function):
     Inputs: x (T, B, D), the initial state (h0,) or (h0, c0) each (B, H), W_ih, W_hh, b_ih, b_hh.
     Outputs: output (T, B, H) (h_t at every step, zero past a sequence's length), then the
     final state. ``mask`` is a boolean array (T, B, 1), or None when every sequence is full.
-    Backward (backprop through time, derived in the module docstring): for t = T-1..0 the cell's
-    ``step_backward`` turns d state_t into (dgx_t, dgh_t), and d h_{t-1} = dgh_t W_hh + its direct term;
-    then dX = DGX W_ih,  dW_ih = DGX^T X,  dW_hh = DGH^T H_prev,  db_ih = sum DGX,  db_hh = sum DGH.
+
+    Per time step the work is one matmul and one ``step`` of the backend table forward (on a GPU:
+    two launches), one ``step_backward`` and one matmul backward; everything else is done for all
+    steps at once, before or after the loop. Nothing waits for the device: every sequence runs all
+    T steps, and the mask stops the ones that have ended (their state is carried over).
+    The buffers: states[k][t] holds state k before step t (t = 0..T), saved[t] what step t's
+    derivative needs, dgx[t] and dgh[t] the gradients of its gx and gh.
 
     Double backward: the engine differentiates ``composed`` (``composed_recurrence``; slow).
     """
@@ -133,55 +150,55 @@ class FusedRecurrence(Function):
     def __init__(self, cell, mask=None):
         self.cell, self.mask = cell, mask
 
+    def _valid(self, t):
+        """valid[b] = step t of sequence b is inside its length (None: every sequence is full)."""
+        return None if self.mask is None else self.mask[t, :, 0]
+
     def forward(self, x, *rest):
         *state, w_ih, w_hh, b_ih, b_hh = rest
-        xp = backend.get_array_module(x)
+        cell, table, xp = self.cell, kernels.backend_for(x), backend.get_array_module(x)
         steps, batch, _ = x.shape
-        gx = (x.reshape(steps * batch, -1) @ w_ih.T + b_ih).reshape(steps, batch, -1)
+        hidden = w_hh.shape[1]
+        gx = table.matmul(x.reshape(steps * batch, -1), w_ih.T)  # x_t W_ih^T for every step at once
+        gx += b_ih
+        gx = gx.reshape(steps, batch, -1)
+        self.states = [xp.empty((steps + 1, batch, hidden), dtype=gx.dtype) for _ in state]
+        for buffer, initial in zip(self.states, state):
+            buffer[0] = initial
+        self.saved = xp.empty((steps, batch, cell.saved * hidden), dtype=gx.dtype)
+        output = xp.empty((steps, batch, hidden), dtype=gx.dtype)
         w_hh_t = w_hh.T
-        output = xp.empty((steps, batch, w_hh.shape[1]), dtype=gx.dtype)
-        zero = xp.zeros((), dtype=gx.dtype)  # a 0-d array: cupy's where wants arrays
-        state = tuple(state)
-        self.states, self.saved = [state], []  # state_{t-1} and the cell's saved arrays, per step
         for t in range(steps):
-            new_state, saved = self.cell.step(gx[t], state[0] @ w_hh_t + b_hh, state)
-            if self.mask is None:
-                output[t] = new_state[0]
-            else:
-                output[t] = xp.where(self.mask[t], new_state[0], zero)
-                new_state = tuple(xp.where(self.mask[t], new, old) for new, old in zip(new_state, state))
-            state = new_state
-            self.states.append(state)
-            self.saved.append(saved)
-        return (output, *state)
+            gh = table.matmul(self.states[0][t], w_hh_t)
+            cell.step(table, gx[t], gh, b_hh, [s[t] for s in self.states], self._valid(t),
+                      [s[t + 1] for s in self.states], output[t], self.saved[t])
+        return (output, *(s[steps] for s in self.states))  # (backward never reads the final state)
 
     def backward(self, d_output, *d_final_state):
-        cell, mask, n = self.cell, self.mask, self.cell.num_states
+        cell, n = self.cell, self.cell.num_states
         x, *rest = (t.data for t in self.inputs)
         w_ih, w_hh = rest[n : n + 2]
-        xp = backend.get_array_module(x)
+        table, xp = kernels.backend_for(x), backend.get_array_module(x)
         steps, batch, _ = x.shape
-        d_out, d_state = d_output.data, [g.data for g in d_final_state]
+        needs = [t.requires_grad for t in self.inputs]
+        d_out = xp.ascontiguousarray(d_output.data)
+        d_state = [xp.array(g.data, order="C") for g in d_final_state]  # updated in place, step by step
+        d_hidden = xp.zeros_like(d_state[0])  # dgh_{t+1} W_hh: nothing after the last step
         dgx_all = xp.empty((steps, batch, w_ih.shape[0]), dtype=d_out.dtype)
-        dgh_all = xp.empty_like(dgx_all)
-        zero = xp.zeros((), dtype=d_out.dtype)
+        dgh_all = xp.empty_like(dgx_all) if cell.separate_dgh else dgx_all
         for t in reversed(range(steps)):
-            d_new = [d_state[0] + d_out[t], *d_state[1:]]  # h_t feeds both output_t and step t+1
-            if mask is not None:  # masked steps pass the gradient straight to the state before
-                carried = [xp.where(mask[t], zero, d) for d in d_state]
-                d_new = [xp.where(mask[t], d, zero) for d in d_new]
-            dgx_all[t], dgh_all[t], d_direct = cell.step_backward(d_new, self.states[t], self.saved[t])
-            d_state = _add_hidden_path(d_direct, dgh_all[t] @ w_hh)
-            if mask is not None:
-                d_state = [d + c for d, c in zip(d_state, carried)]
+            cell.step_backward(table, d_out[t], d_hidden, d_state, [s[t] for s in self.states], self.saved[t],
+                               self._valid(t), dgx_all[t], dgh_all[t])
+            if t > 0 or needs[1]:
+                d_hidden = table.matmul(dgh_all[t], w_hh)
+        d_state[0] = d_state[0] + d_hidden if needs[1] else None
 
         rows = steps * batch
         dgx, dgh = dgx_all.reshape(rows, -1), dgh_all.reshape(rows, -1)
-        h_prev = xp.stack([state[0] for state in self.states[:-1]]).reshape(rows, -1)
-        needs = [t.requires_grad for t in self.inputs]
-        dx = (dgx @ w_ih).reshape(x.shape) if needs[0] else None
-        dw_ih = dgx.T @ x.reshape(rows, -1) if needs[n + 1] else None
-        dw_hh = dgh.T @ h_prev if needs[n + 2] else None
+        h_prev = self.states[0][:steps].reshape(rows, -1)
+        dx = table.matmul(dgx, w_ih).reshape(x.shape) if needs[0] else None
+        dw_ih = table.matmul(dgx.T, x.reshape(rows, -1)) if needs[n + 1] else None
+        dw_hh = table.matmul(dgh.T, h_prev) if needs[n + 2] else None
         grads = (dx, *d_state, dw_ih, dw_hh, dgx.sum(axis=0), dgh.sum(axis=0))
         return tuple(None if g is None else Tensor.wrap(g) for g in grads)
 
@@ -189,12 +206,6 @@ class FusedRecurrence(Function):
         """The same sequence in Tensor ops: ``composed_recurrence``."""
         n = self.cell.num_states
         return composed_recurrence(self.cell, x, rest[:n], *rest[n:], mask=self.mask)
-
-
-def _add_hidden_path(d_direct, d_h_through_gh):
-    """d state_{t-1}: the cell's direct terms, plus dgh W_hh on the hidden state."""
-    d_h = d_h_through_gh if d_direct[0] is None else d_direct[0] + d_h_through_gh
-    return [d_h, *d_direct[1:]]
 
 
 # --------------------------------------------------------------------------- #
@@ -244,25 +255,37 @@ def recurrence(mode, x, hx, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None, impl
 
 
 def check_lengths(lengths, steps, batch, op="recurrence"):
-    """``lengths`` (a list, array or Tensor of B integers in 0..T) as a host numpy int64 array."""
-    host = numpy.asarray(backend.to_numpy(lengths.data if isinstance(lengths, Tensor) else lengths))
-    if host.shape != (batch,) or (host.size and host.dtype.kind not in "iu"):
+    """``lengths`` (a list, array or Tensor of B integers in 0..T) checked, as an integer array:
+    a host numpy int64 array, or the device array itself when it lives on a GPU.
+
+    Nothing here waits for the GPU: the shape and the dtype of device lengths are checked, but
+    their values (0 <= L <= T) only in anomaly mode (``minidl.autograd.detect_anomaly()``), since
+    reading them means copying them to the host, a sync in every training step.
+    """
+    values = lengths.data if isinstance(lengths, Tensor) else lengths
+    on_device = backend.is_cupy_array(values)
+    array = values if on_device else numpy.asarray(values)
+    if array.shape != (batch,) or (array.size and array.dtype.kind not in "iu"):
         raise ValueError(
             f"{op}: lengths must be {batch} integers (one per sequence in the batch), "
-            f"got {host.dtype} values of shape {host.shape}"
+            f"got {array.dtype} values of shape {array.shape}"
         )
+    if on_device and not is_anomaly_enabled():
+        return array
+    host = numpy.asarray(backend.to_numpy(array))
     if host.size and (host.min() < 0 or host.max() > steps):
         raise ValueError(f"{op}: lengths must lie between 0 and the {steps} time steps, got {host.tolist()}")
-    return host.astype(numpy.int64)
+    return array if on_device else host.astype(numpy.int64)
 
 
 def lengths_to_mask(lengths, steps, batch, like, op="recurrence"):
-    """mask[t, b, 0] = t < lengths[b]: a boolean array (T, B, 1) on ``like``'s device,
-    or None when every sequence uses all ``steps`` steps (nothing to mask)."""
-    host = check_lengths(lengths, steps, batch, op)
-    if (host == steps).all():
+    """mask[t, b, 0] = t < lengths[b]: a boolean array (T, B, 1) on ``like``'s device, or None
+    when the lengths are host data and every sequence uses all ``steps`` steps (nothing to mask).
+    Device lengths are compared on the device (no sync): a mask, even when nothing is masked."""
+    valid = check_lengths(lengths, steps, batch, op)
+    if not backend.is_cupy_array(valid) and (valid == steps).all():
         return None
-    valid = backend.to_device(host, like.device)
+    valid = backend.to_device(valid, like.device)  # (no copy when it is there already)
     return (like.xp.arange(steps)[:, None] < valid[None, :])[:, :, None]
 
 

@@ -7,69 +7,63 @@ Every cell starts from the same two affine maps of one time step (computed by th
 
 with PyTorch's weight shapes W_ih (G*H, D), W_hh (G*H, H) and its gate order
 (G = 1 for RNN; 4 for LSTM: i, f, g, o; 3 for GRU: r, z, n). What follows differs per
-cell, and each class below writes it three times:
+cell, and each class below writes it down:
 
 * ``composed(gx, gh, state)``: in Tensor ops; autograd differentiates it. Read this first.
-* ``step(gx, gh, state)``: the same on raw numpy/cupy arrays, returning the new state
-  and what the derivative needs (``saved``).
-* ``step_backward(d_new_state, state, saved)``: the hand-written derivative on arrays.
-  Given dL/d(new state) it returns (dL/dgx, dL/dgh, dL/d(old state) through the gate
-  math alone). The caller adds the path through gh: dL/dh += dL/dgh @ W_hh.
+* ``step(table, ...)`` and ``step_backward(table, ...)``: the same math and its hand-written
+  derivative, pointwise on raw arrays, as entries of the backend table (``minidl.kernels.recurrent``:
+  a NumPy twin that spells the math out, and a CUDA kernel that does a step in one launch).
+  ``step`` adds b_hh itself (gh comes without it) and writes the new state, the output and what
+  the derivative needs (``saved``: that many blocks of H columns) into arrays it is given;
+  ``step_backward`` turns the gradients reaching the new state into dL/dgx and dL/dgh (one array
+  unless ``separate_dgh``) and the gradient reaching the old state directly. The caller adds the
+  path through gh: dL/dh += dL/dgh @ W_hh.
 
 A state is a tuple of arrays with the hidden state h first: (h,) or, for the LSTM, (h, c).
-The fused Functions in ``minidl.ops.recurrent`` drive ``step`` and ``step_backward``.
+The fused Functions in ``minidl.ops.recurrent`` drive ``step`` and ``step_backward``; their
+arguments are described in ``minidl.kernels.recurrent``.
 """
 
 from __future__ import annotations
 
-from minidl.backend import get_array_module
 from minidl.ops.activation import relu, sigmoid, tanh
 from minidl.ops.shape import chunk
-
-
-def _sigmoid(a):
-    """sigmoid on arrays: 1 / (1 + exp(-a)) = (1 + tanh(a / 2)) / 2 (one call, never overflows)."""
-    return 0.5 * get_array_module(a).tanh(0.5 * a) + 0.5
 
 
 class RNNTanhGates:
     """h' = tanh(gx + gh);  da = dh' * (1 - h'**2)"""
 
-    mode, gates, num_states = "RNN_TANH", 1, 1
+    mode, gates, num_states, saved, separate_dgh = "RNN_TANH", 1, 1, 1, False
 
     @staticmethod
     def composed(gx, gh, state):
         return (tanh(gx + gh),)
 
     @staticmethod
-    def step(gx, gh, state):
-        h = get_array_module(gx).tanh(gx + gh)
-        return (h,), h
+    def step(table, gx, gh, b_hh, state, valid, new_state, output, saved):
+        table.rnn_forward(gx, gh, b_hh, *state, valid, *new_state, output, saved, relu=False)
 
     @staticmethod
-    def step_backward(d_new_state, state, h):
-        da = d_new_state[0] * (1 - h * h)
-        return da, da, (None,)
+    def step_backward(table, d_output, d_hidden, d_state, state, saved, valid, dgx, dgh):
+        table.rnn_backward(d_output, d_hidden, *d_state, saved, valid, dgx, relu=False)
 
 
 class RNNReluGates:
     """h' = max(gx + gh, 0);  da = dh' where h' > 0, else 0"""
 
-    mode, gates, num_states = "RNN_RELU", 1, 1
+    mode, gates, num_states, saved, separate_dgh = "RNN_RELU", 1, 1, 1, False
 
     @staticmethod
     def composed(gx, gh, state):
         return (relu(gx + gh),)
 
     @staticmethod
-    def step(gx, gh, state):
-        h = get_array_module(gx).maximum(gx + gh, 0)
-        return (h,), h
+    def step(table, gx, gh, b_hh, state, valid, new_state, output, saved):
+        table.rnn_forward(gx, gh, b_hh, *state, valid, *new_state, output, saved, relu=True)
 
     @staticmethod
-    def step_backward(d_new_state, state, h):
-        da = d_new_state[0] * (h > 0)
-        return da, da, (None,)
+    def step_backward(table, d_output, d_hidden, d_state, state, saved, valid, dgx, dgh):
+        table.rnn_backward(d_output, d_hidden, *d_state, saved, valid, dgx, relu=True)
 
 
 class LSTMGates:
@@ -91,7 +85,7 @@ class LSTMGates:
         dc_old = dc * f                               (h reaches a only through gh)
     """
 
-    mode, gates, num_states = "LSTM", 4, 2
+    mode, gates, num_states, saved, separate_dgh = "LSTM", 4, 2, 5, False
 
     @staticmethod
     def composed(gx, gh, state):
@@ -103,31 +97,13 @@ class LSTMGates:
         return h, c
 
     @staticmethod
-    def step(gx, gh, state):
-        xp = get_array_module(gx)
-        h, c = state
-        H = h.shape[-1]
-        a = gx + gh
-        i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H : 2 * H])
-        g, o = xp.tanh(a[:, 2 * H : 3 * H]), _sigmoid(a[:, 3 * H :])
-        c_new = f * c + i * g
-        tanh_c = xp.tanh(c_new)
-        return (o * tanh_c, c_new), (i, f, g, o, tanh_c)
+    def step(table, gx, gh, b_hh, state, valid, new_state, output, saved):
+        """saved = [i, f, g, o, tanh(c')]"""
+        table.lstm_forward(gx, gh, b_hh, *state, valid, *new_state, output, saved)
 
     @staticmethod
-    def step_backward(d_new_state, state, saved):
-        xp = get_array_module(saved[0])
-        dh, dc_new = d_new_state
-        c = state[1]
-        i, f, g, o, tanh_c = saved
-        H = c.shape[-1]
-        dc = dc_new + dh * o * (1 - tanh_c * tanh_c)
-        da = xp.empty(c.shape[:-1] + (4 * H,), dtype=dc.dtype)
-        da[:, :H] = dc * g * i * (1 - i)
-        da[:, H : 2 * H] = dc * c * f * (1 - f)
-        da[:, 2 * H : 3 * H] = dc * i * (1 - g * g)
-        da[:, 3 * H :] = dh * tanh_c * o * (1 - o)
-        return da, da, (None, dc * f)
+    def step_backward(table, d_output, d_hidden, d_state, state, saved, valid, dgx, dgh):
+        table.lstm_backward(d_output, d_hidden, *d_state, state[1], saved, valid, dgx)
 
 
 class GRUGates:
@@ -145,7 +121,7 @@ class GRUGates:
         da_r = dr r (1 - r),   da_z = dz z (1 - z)
     """
 
-    mode, gates, num_states = "GRU", 3, 1
+    mode, gates, num_states, saved, separate_dgh = "GRU", 3, 1, 4, True
 
     @staticmethod
     def composed(gx, gh, state):
@@ -157,27 +133,13 @@ class GRUGates:
         return ((1 - z) * n + z * h,)
 
     @staticmethod
-    def step(gx, gh, state):
-        xp = get_array_module(gx)
-        (h,) = state
-        H = h.shape[-1]
-        r = _sigmoid(gx[:, :H] + gh[:, :H])
-        z = _sigmoid(gx[:, H : 2 * H] + gh[:, H : 2 * H])
-        gh_n = gh[:, 2 * H :]
-        n = xp.tanh(gx[:, 2 * H :] + r * gh_n)
-        return (n + z * (h - n),), (r, z, n, gh_n)
+    def step(table, gx, gh, b_hh, state, valid, new_state, output, saved):
+        """saved = [r, z, n, gh_n + b_hn]"""
+        table.gru_forward(gx, gh, b_hh, *state, valid, *new_state, output, saved)
 
     @staticmethod
-    def step_backward(d_new_state, state, saved):
-        xp = get_array_module(saved[0])
-        (dh,), (h,) = d_new_state, state
-        r, z, n, gh_n = saved
-        da_n = dh * (1 - z) * (1 - n * n)
-        da_r = da_n * gh_n * r * (1 - r)
-        da_z = dh * (h - n) * z * (1 - z)
-        dgx = xp.concatenate([da_r, da_z, da_n], axis=-1)
-        dgh = xp.concatenate([da_r, da_z, da_n * r], axis=-1)
-        return dgx, dgh, (dh * z,)
+    def step_backward(table, d_output, d_hidden, d_state, state, saved, valid, dgx, dgh):
+        table.gru_backward(d_output, d_hidden, *d_state, state[0], saved, valid, dgx, dgh)
 
 
 CELLS = {cell.mode: cell for cell in (RNNTanhGates, RNNReluGates, LSTMGates, GRUGates)}
