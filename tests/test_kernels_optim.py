@@ -30,14 +30,15 @@ needs_fake = pytest.mark.skipif(not FAKE, reason="needs the CPU stand-in for cup
 # References: PyTorch's equations, one parameter, float64, written out
 # --------------------------------------------------------------------------- #
 def sgd_reference(p, grads, lr, momentum, dampening, weight_decay, nesterov, maximize):
-    """torch.optim.SGD's update (as minidl documents it) for a sequence of gradients."""
+    """torch.optim.SGD's update for a sequence of gradients."""
     p, b = p.copy(), None
     for g in grads:
+        g = -g if maximize else g
         g = g + weight_decay * p
         if momentum != 0:
             b = g.copy() if b is None else momentum * b + (1 - dampening) * g
             g = g + momentum * b if nesterov else b
-        p = p + lr * g if maximize else p - lr * g
+        p = p - lr * g
     return p, b
 
 
@@ -353,3 +354,31 @@ def test_the_address_table_is_uploaded_only_when_an_address_changes():
     kernels.CupyBackend.sgd_step(params, [g * 1 for g in grads], [None, None], 0.1, 0.0, 0.0, 0.0, False, False)
     assert optim_kernels.upload_count == before + 1
     np.testing.assert_allclose(xp.asnumpy(params[1]), 0.7, rtol=1e-6)
+
+
+TORCH_CASES = [
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.5, maximize=True)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(lr=0.1, weight_decay=0.5, amsgrad=True, maximize=True)),
+    ("AdamW", dict(lr=0.1, betas=(0.5, 0.9), weight_decay=0.5, amsgrad=True)),
+    ("AdamW", dict(lr=0.01, maximize=True)),
+]
+
+
+@pytest.mark.parametrize("name, hyper", TORCH_CASES)
+def test_the_optimizers_match_torch(device, name, hyper):
+    """The same gradients given to torch.optim (CPU, float64) and to minidl (float32 on the device)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    params = parameters(device)
+    theirs = [torch.tensor(p.numpy().astype(np.float64)) for p in params]
+    ours_opt = getattr(minidl.optim, name)(params, **hyper)
+    their_opt = getattr(torch.optim, name)(theirs, **hyper)
+    for _ in range(4):
+        grads = [rng.standard_normal(p.shape) for p in params]
+        for p, t, g in zip(params, theirs, grads):
+            p.grad, t.grad = minidl.tensor(g, dtype="float32", device=device), torch.tensor(g)
+        ours_opt.step()
+        their_opt.step()
+    for p, t in zip(params, theirs):
+        np.testing.assert_allclose(p.numpy(), t.numpy(), rtol=1e-5, atol=1e-5)

@@ -26,11 +26,12 @@ def sgd_reference(p, c, d, steps, lr, momentum=0.0, dampening=0.0, weight_decay=
     p, buffer = p.astype(np.float64).copy(), None
     for _ in range(steps):
         g = c * p + d
+        g = -g if maximize else g  # (PyTorch >= 1.13: the sign flips first, so weight decay still shrinks p)
         g = g + weight_decay * p
         if momentum:
             buffer = g.copy() if buffer is None else momentum * buffer + (1 - dampening) * g
             g = g + momentum * buffer if nesterov else buffer
-        p = p + lr * g if maximize else p - lr * g
+        p = p - lr * g
     return p
 
 

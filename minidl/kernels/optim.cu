@@ -31,10 +31,11 @@ __device__ float* tensor_at(const long long* addresses, int n_tensors, int r, in
 }
 
 // SGD: rows params, grads, momentum_buffers (the last unused when momentum == 0).
+//   g = -g  (maximize)
 //   g = g + weight_decay * p
 //   b = g  (first_step)   or   b = momentum * b + (1 - dampening) * g
 //   g = g + momentum * b  (nesterov)   or   g = b
-//   p = p - lr * g   (p + lr * g when maximize)
+//   p = p - lr * g
 extern "C" __global__ void sgd_multi_tensor(const long long* addresses, const long long* starts, int n_tensors,
                                             long long n, float lr, float momentum, float dampening,
                                             float weight_decay, int nesterov, int maximize, int first_step)
@@ -45,7 +46,7 @@ extern "C" __global__ void sgd_multi_tensor(const long long* addresses, const lo
         float* p = tensor_at(addresses, n_tensors, 0, t);
         const float* grad = tensor_at(addresses, n_tensors, 1, t);
         float w = p[k];
-        float g = grad[k];
+        float g = maximize ? -grad[k] : grad[k];
         if (weight_decay != 0.0f) g = g + w * weight_decay;
         if (momentum != 0.0f) {
             float* buffer = tensor_at(addresses, n_tensors, 2, t);
@@ -53,7 +54,7 @@ extern "C" __global__ void sgd_multi_tensor(const long long* addresses, const lo
             buffer[k] = b;
             g = nesterov ? g + b * momentum : b;
         }
-        p[k] = maximize ? w + g * lr : w - g * lr;
+        p[k] = w - g * lr;
     }
 }
 

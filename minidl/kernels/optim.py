@@ -40,12 +40,13 @@ CU = "optim.cu"
 def sgd_update(p, grad, buffer, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
     """One parameter's SGD step, in place (``buffer`` is None when momentum is 0)::
 
+        g = -g                (maximize)
         g = g + weight_decay * p
         b = g  (first step)   or   b = momentum * b + (1 - dampening) * g
         g = g + momentum * b  (nesterov)   or   g = b
-        p = p - lr * g        (p + lr * g with maximize)
+        p = p - lr * g
     """
-    g = grad
+    g = -grad if maximize else grad
     if weight_decay != 0:
         g = g + p * weight_decay
     if momentum != 0:
@@ -55,10 +56,7 @@ def sgd_update(p, grad, buffer, lr, momentum, dampening, weight_decay, nesterov,
             buffer *= momentum
             buffer += g * (1 - dampening)
         g = g + buffer * momentum if nesterov else buffer
-    if maximize:
-        p += g * lr
-    else:
-        p -= g * lr
+    p -= g * lr
 
 
 def adam_scalars(step, lr, beta1, beta2, weight_decay):

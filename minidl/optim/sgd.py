@@ -2,11 +2,12 @@
 
 PyTorch's equations, for gradient g, parameter p and momentum buffer b::
 
+    g = -g                                    (maximize=True: ascend)
     g = g + weight_decay * p                  (L2 penalty, coupled into the gradient)
     b = g                                     (first step)
     b = momentum * b + (1 - dampening) * g    (later steps)
     g = g + momentum * b   if nesterov  else  g = b
-    p = p - lr * g                            (p + lr * g with maximize=True)
+    p = p - lr * g
 
 The update itself is the backend table's ``sgd_step`` (minidl/kernels/optim.py), over all the
 parameters of a group at once: on the CPU its NumPy twin (these equations, one parameter after
