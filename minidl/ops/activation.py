@@ -52,7 +52,7 @@ class ReLU(Function):
 
     def backward(self, gy):
         x = self.inputs[0]
-        return gy * (x.data > 0).astype(gy.dtype)
+        return gy * (x.data > 0)  # a bool mask: float times bool stays float, no cast
 
 
 class LeakyReLU(Function):
@@ -66,8 +66,8 @@ class LeakyReLU(Function):
 
     def backward(self, gy):
         x = self.inputs[0]
-        xp = x.xp
-        return gy * xp.where(x.data > 0, 1, self.slope).astype(gy.dtype)
+        one, slope = gy.dtype.type(1), gy.dtype.type(self.slope)  # scalars of gy's dtype: no float64 array
+        return gy * x.xp.where(x.data > 0, one, slope)
 
 
 class Softmax(Function):

@@ -8,15 +8,18 @@ distribution q over the C classes,
 
 and the gradient is the famous   dloss/dz = softmax(z) * sum(q) - q   (= p - q).
 An integer target y means q = one_hot(y); label smoothing eps mixes it with the uniform
-distribution, q = (1 - eps) one_hot(y) + eps / C; class weights w scale q. Building q
-once (``target_distribution``) lets one fused op serve every variant.
+distribution, q = (1 - eps) one_hot(y) + eps / C; class weights w scale q.
+SoftmaxCrossEntropy takes q as a tensor (class probabilities, which may need a gradient);
+for class indices ClassIndexCrossEntropy computes the same loss and gradient from y
+directly, without building q: a log-softmax and a gather forward, one pass and a
+scatter-add backward.
 """
 
 from __future__ import annotations
 
 import numpy
 
-from minidl import amp, backend, checks
+from minidl import amp, backend, checks, kernels
 from minidl.autograd import Function
 from minidl.ops.activation import log_softmax, relu, sigmoid, softmax
 from minidl.ops.arithmetic import abs as abs_
@@ -51,6 +54,87 @@ class SoftmaxCrossEntropy(Function):
         gz = (softmax(z, axis=1) * sum_(q, 1, keepdims=True) - q) * gy
         gq = -log_softmax(z, axis=1) * gy if q.requires_grad else None
         return gz, gq
+
+
+class ClassIndexCrossEntropy(Function):
+    """SoftmaxCrossEntropy for class indices y, without building q.  With log p = log softmax(z),
+        q_n = (1 - eps) w_{y_n} one_hot(y_n) + (eps / C) w        (0 for an ignored row), so
+        loss_n = hot_n log p_{n, y_n} + spread_n sum_c w_c log p_nc,
+        hot_n = -(1 - eps) w_{y_n},   spread_n = -(eps / C) [row n counts];
+    dloss_n/dz_nc = p_nc sum(q_n) - q_nc,   sum(q_n) = -(hot_n + spread_n sum_c w_c)   (CrossEntropyBackward).
+
+    ``classes`` (M,): each row's class (0 in ignored rows); ``target_weight`` (M,): w_{y_n} (0 in
+    ignored rows); ``counts`` (M,): whether a row counts; ``weight``: w (C,), or None for all ones.
+    Forward is one log-softmax and one gather (and a product with w under label smoothing); it
+    keeps log p for backward."""
+
+    keeps_inputs = False  # backward reads log p, kept here
+
+    def __init__(self, classes, target_weight, counts, num_classes, weight=None, label_smoothing=0.0):
+        dtype = target_weight.dtype.type  # numpy scalars of the data's dtype: no float64 temporaries
+        self.classes, self.weight = classes, weight
+        self.hot = target_weight * dtype(-(1 - label_smoothing))
+        self.spread = counts * dtype(-label_smoothing / num_classes) if label_smoothing else None
+
+    def forward(self, z):
+        xp = backend.get_array_module(z)
+        shifted = z - z.max(axis=1, keepdims=True)
+        self.log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        loss = self.hot * xp.take_along_axis(self.log_p, self.classes[:, None], axis=1)[:, 0]
+        if self.spread is not None:
+            loss = loss + self.spread * (self.log_p.sum(axis=1) if self.weight is None else self.log_p @ self.weight)
+        return loss
+
+    def backward(self, gy):
+        return CrossEntropyBackward(self.log_p, self.classes, self.hot, self.spread, self.weight)(self.inputs[0], gy)
+
+
+class CrossEntropyBackward(Function):
+    """gz_nc = g_n (p_nc s_n - q_nc)  for the logits z and the loss gradient g (M,), with
+    p = softmax(z), q and s_n = sum_c q_nc from ClassIndexCrossEntropy (its log p, classes, hot, spread, w);
+    its own gradients:  d/dz: g_n s_n (t_nc - p_nc sum_c' t_nc') with t = ggz * p  (softmax's backward),
+                        d/dg: sum_c ggz_nc (p_nc s_n - q_nc)
+
+    Forward reuses the loss's log p: exp, a scale per row, and one scatter-add of g_n hot_n at
+    each row's class (plus g_n spread_n w under label smoothing): q itself is never built."""
+
+    def __init__(self, log_p, classes, hot, spread, weight):
+        self.log_p, self.classes, self.hot, self.spread, self.weight = log_p, classes, hot, spread, weight
+
+    def forward(self, z, g):
+        xp = backend.get_array_module(z)
+        gz = xp.exp(self.log_p) * (g * self.target_sums())[:, None]
+        rows = xp.arange(z.shape[0])
+        kernels.backend_for(z).scatter_add(gz, (rows, self.classes), g * self.hot)  # -q's one-hot part
+        if self.spread is not None:  # -q's smoothing part
+            spread = (g * self.spread)[:, None]
+            gz += spread if self.weight is None else spread * self.weight
+        return gz
+
+    def backward(self, ggz):
+        z, g = self.inputs
+        p = softmax(z, axis=1)
+        s, q = Tensor.wrap(self.target_sums()), Tensor.wrap(self.targets())
+        t = ggz * p
+        gz = reshape(g * s, (-1, 1)) * (t - p * sum_(t, 1, keepdims=True))
+        gg = sum_(ggz * (p * reshape(s, (-1, 1)) - q), 1)
+        return gz, gg
+
+    def target_sums(self):
+        """s_n = sum_c q_nc = -(hot_n + spread_n sum_c w_c)."""
+        if self.spread is None:
+            return -self.hot
+        total = self.log_p.shape[1] if self.weight is None else self.weight.sum()
+        return -(self.hot + self.spread * total)
+
+    def targets(self):
+        """q (M, C) itself: for gradients of gradients only (the fast path never builds it)."""
+        xp = backend.get_array_module(self.hot)
+        one_hot = self.classes[:, None] == xp.arange(self.log_p.shape[1])
+        q = xp.where(one_hot, -self.hot[:, None], self.hot.dtype.type(0))
+        if self.spread is not None:
+            q = q - self.spread[:, None] * (1 if self.weight is None else self.weight)
+        return q
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -143,33 +227,45 @@ def classes_last(input, target, op: str):
     return rows, target, loss_shape
 
 
+def class_index_targets(target, num_classes, dtype, weight=None, ignore_index=-100, op="cross_entropy"):
+    """What class indices y (M,) ask for, as PyTorch defines it: (classes, target_weight, counts) with
+    counts_n = [y_n != ignore_index],  classes_n = y_n (0 in ignored rows),
+    target_weight_n = w_{y_n} (0 in ignored rows; w = 1 without class weights), all (M,) arrays.
+    A target outside 0..C-1 raises IndexError on the CPU and gets a NaN weight on a GPU (so a NaN loss):
+    there, checking would make every step wait for the device."""
+    xp, dtype = backend.get_array_module(target), numpy.dtype(dtype)
+    counts = target != ignore_index
+    classes = xp.where(counts, target, 0)
+    out_of_range = (classes < 0) | (classes >= num_classes)
+    if xp is numpy and out_of_range.any():
+        bad = int(classes[out_of_range][0])
+        raise IndexError(
+            f"{op}: target {bad} is out of bounds for {num_classes} classes (expected 0..{num_classes - 1})"
+        )
+    if xp is not numpy:
+        classes = xp.where(out_of_range, 0, classes)
+    target_weight = counts.astype(dtype) if weight is None else weight.data.astype(dtype, copy=False)[classes] * counts
+    if xp is not numpy:
+        target_weight = xp.where(out_of_range, dtype.type(numpy.nan), target_weight)
+    return classes, target_weight, counts
+
+
 def class_index_distribution(
     target, num_classes, dtype, weight=None, ignore_index=-100, label_smoothing=0.0, op="cross_entropy"
 ):
     """The target distributions q (M, C) of class indices y (M,), and the 'mean' divisor, as PyTorch
     defines them:  q_n = (1 - eps) w_{y_n} one_hot(y_n) + (eps / C) w  for rows with y_n != ignore_index
     (0 for the others);  divisor = the sum of w_{y_n} over the kept rows  (w = 1 without class weights).
-    A target outside 0..C-1 raises IndexError on the CPU and gives a NaN loss on a GPU.
+    (cross_entropy never builds q: ClassIndexCrossEntropy works from the class_index_targets.)
     """
-    xp = backend.get_array_module(target)
-    w = xp.ones(num_classes, dtype=dtype) if weight is None else weight.data.astype(dtype, copy=False)
-    valid = target != ignore_index
-    out_of_range = valid & ((target < 0) | (target >= num_classes))
-    if xp is numpy and out_of_range.any():
-        bad = int(target[out_of_range][0])
-        raise IndexError(
-            f"{op}: target {bad} is out of bounds for {num_classes} classes (expected 0..{num_classes - 1})"
-        )
-    safe = xp.where(valid & ~out_of_range, target, 0)
-    target_weight = w[safe] * valid  # w_{y_n}; 0 for ignored rows
-    # On a GPU, checking would make every step wait for the device: there an out-of-range
-    # target gets a NaN weight instead, so its loss (and the mean) comes out NaN.
-    target_weight = xp.where(out_of_range, xp.nan, target_weight)
-    one_hot = safe[:, None] == xp.arange(num_classes)[None, :]
-    q = (1 - label_smoothing) * one_hot * target_weight[:, None]
+    xp, dtype = backend.get_array_module(target), numpy.dtype(dtype)
+    classes, target_weight, counts = class_index_targets(target, num_classes, dtype, weight, ignore_index, op)
+    one_hot = classes[:, None] == xp.arange(num_classes)
+    q = xp.where(one_hot, (target_weight * dtype.type(1 - label_smoothing))[:, None], dtype.type(0))
     if label_smoothing:
-        q = q + (label_smoothing / num_classes) * w[None, :] * valid[:, None]
-    return q.astype(dtype, copy=False), target_weight.sum()
+        w = 1 if weight is None else weight.data.astype(dtype, copy=False)
+        q = q + (counts * dtype.type(label_smoothing / num_classes))[:, None] * w
+    return q, target_weight.sum()
 
 
 def check_class_weight(weight, num_classes, op):
@@ -201,10 +297,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             q = q * (1 - label_smoothing) + label_smoothing / num_classes
         q, divisor = (q if weight is None else q * weight.astype(rows.dtype)), None
     else:
-        q, divisor = class_index_distribution(
-            target_rows, num_classes, rows.dtype, weight, ignore_index, label_smoothing
-        )
-        q = Tensor.wrap(q)
+        classes, target_weight, counts = class_index_targets(target_rows, num_classes, rows.dtype, weight, ignore_index)
+        w = None if weight is None else weight.data.astype(rows.dtype, copy=False)
+        fused = ClassIndexCrossEntropy(classes, target_weight, counts, num_classes, w, label_smoothing)
+        return reduce_loss(reshape(fused(rows), loss_shape), reduction, target_weight.sum())
     loss = SoftmaxCrossEntropy()(rows, q)
     return reduce_loss(reshape(loss, loss_shape), reduction, divisor)
 

@@ -1,27 +1,27 @@
 """Pooling: summarise each window of an image by its maximum or its average.
 
-Windows come from the same im2col as convolution, its columns (C*K, N*L) seen as
-(C, K, N*L): element k (of K = KH*KW) of the window at position m (of N*L = N*OH*OW),
-in channel c. Then
-
-* max pooling:  y[c, m] = max_k windows[c, k, m]. The gradient goes to one element
-  per window, the first maximum (PyTorch's rule), and im2col's backward sends it on
-  to that pixel;
-* average pooling:  y[c, m] = sum_k windows[c, k, m] / count[m], with
-  dy/dwindows = 1 / count[m], spread evenly over the window;
+* max pooling:  y[n, c, p, q] = max over the window (i, j) of x[n, c, p*s + i*d - pad, q*s + j*d - pad].
+  The gradient goes to one pixel per window, its first maximum (PyTorch's rule), the "winner".
+  Forward (values and winners) and backward (each window's gradient to its winner) are two
+  entries of the backend table, minidl.kernels.pool: a NumPy twin beside a CUDA kernel, one
+  launch each on a GPU. Padding is never read (it counts as -inf, so it never wins);
+* average pooling uses the same im2col as convolution, its columns (C*K, N*L) seen as
+  (C, K, N*L): y[c, m] = sum_k windows[c, k, m] / count[m], with dy/dwindows = 1 / count[m],
+  spread evenly over the window;
 * adaptive pooling picks the windows from the output size, as PyTorch does: output
   cell i covers input rows floor(i*H/OH) .. ceil((i+1)*H/OH) - 1.
 
-Max pooling pads with -inf (padding never wins); average pooling pads with zeros and,
-with ``count_include_pad=False``, divides by the number of real pixels only.
+Average pooling pads with zeros and, with ``count_include_pad=False``, divides by the number
+of real pixels only.
 """
 
 from __future__ import annotations
 
 import numpy
 
-from minidl import backend, checks
+from minidl import backend, checks, kernels
 from minidl.autograd import Function
+from minidl.kernels.pool import pooled_size
 from minidl.ops.conv import check_input, im2col
 from minidl.ops.linalg import matmul
 from minidl.ops.reduce import mean as mean_
@@ -31,64 +31,63 @@ from minidl.tensor import Tensor
 
 
 # --------------------------------------------------------------------------- #
-# The max of each window (axis 1 of (A, K, B) windows), with a single winner
+# Max pooling: each window's max, and the gradient routed to its winner
 # --------------------------------------------------------------------------- #
-class MaxOverWindow(Function):
-    """y[a, 0, b] = max_k x[a, k, b];
-    dy/dx = 1 at the window's first maximum (its "winner"), 0 at every other element"""
+class MaxPool2d(Function):
+    """y[n, c, p, q] = max over the window (i, j) of x[n, c, p*s + i*d - pad, q*s + j*d - pad];
+    dy/dx = 1 at the window's winner (its first maximum, PyTorch's rule), 0 at every other pixel.
 
-    def forward(self, windows):
-        best = windows.max(axis=1, keepdims=True)
-        self.winner = first_winner(windows, best)
-        return best
+    Forward and backward are entries of the backend table (one kernel launch each on a GPU);
+    ``indices`` keeps each window's winner as a flat index into its (H, W) plane."""
+
+    keeps_inputs = False  # backward needs only the winners
+
+    def __init__(self, kernel, stride, padding, dilation, ceil_mode):
+        self.geometry = (kernel, stride, padding, dilation)
+        self.ceil_mode = ceil_mode
+
+    def forward(self, x):
+        y, self.indices = kernels.backend_for(x).max_pool2d_forward(x, *self.geometry, self.ceil_mode)
+        return y
 
     def backward(self, gy):
-        return RouteToWinner(self.winner, self.inputs[0].shape[1])(gy)
+        return RouteToWinners(self.indices, self.inputs[0].shape, self.geometry)(gy)
 
 
-class RouteToWinner(Function):
-    """gx[a, k, b] = g[a, 0, b] where k is the window's winner, else 0;
-    its own gradient picks the winner's entry back out: gg = pick_winner(ggx)"""
+class RouteToWinners(Function):
+    """gx[n, c, h, w] = sum of g[n, c, p, q] over the windows (p, q) whose winner is pixel (h, w);
+    linear in g, so its gradient picks each window's winner back out: gg = pick_winners(ggx)"""
 
-    def __init__(self, winner, window_size):
-        self.winner, self.window_size = winner, window_size
+    keeps_inputs = False
+
+    def __init__(self, indices, input_shape, geometry):
+        self.indices, self.input_shape, self.geometry = indices, input_shape, geometry
 
     def forward(self, g):
-        xp = backend.get_array_module(g)
-        k = xp.arange(self.window_size, dtype=self.winner.dtype)[:, None]  # (K, 1): along axis 1
-        return (k == self.winner) * g
+        return kernels.backend_for(g).max_pool2d_backward(g, self.indices, self.input_shape, *self.geometry)
 
     def backward(self, ggx):
-        return PickWinner(self.winner, self.window_size)(ggx)
+        return PickWinners(self.indices, self.input_shape, self.geometry)(ggx)
 
 
-class PickWinner(Function):
-    """y[a, 0, b] = x[a, winner, b];  gx = route_to_winner(gy)"""
+class PickWinners(Function):
+    """y[n, c, p, q] = x[n, c, winner of window (p, q)] (0 for a window with no winner);
+    gx = route_to_winners(gy)"""
 
-    def __init__(self, winner, window_size):
-        self.winner, self.window_size = winner, window_size
+    keeps_inputs = False
+
+    def __init__(self, indices, input_shape, geometry):
+        self.indices, self.input_shape, self.geometry = indices, input_shape, geometry
 
     def forward(self, x):
         xp = backend.get_array_module(x)
-        return xp.take_along_axis(x, self.winner.astype(xp.intp), axis=1)
+        n, c = x.shape[:2]
+        winners = self.indices.reshape(n, c, -1)
+        picked = xp.take_along_axis(x.reshape(n, c, -1), xp.maximum(winners, 0), axis=2)
+        return xp.where(winners >= 0, picked, 0).astype(x.dtype, copy=False).reshape(self.indices.shape)
 
     def backward(self, gy):
-        return RouteToWinner(self.winner, self.window_size)(gy)
-
-
-def first_winner(windows, best):
-    """For each window (axis 1), the index of its first element equal to the max ``best``
-    (or of its first NaN: a NaN is the max of its window, as in PyTorch).
-
-    ``argmax`` along a short middle axis is slow in numpy, so instead each element k gets
-    the rank K - k (earlier is higher), every element that is not the max gets 0, and
-    the highest rank left names the first maximum.
-    """
-    xp = backend.get_array_module(windows)
-    size = windows.shape[1]
-    rank = xp.arange(size, 0, -1, dtype=numpy.min_scalar_type(size))[:, None]  # K, K-1, ..., 1
-    is_max = (windows == best) | xp.isnan(windows)
-    return size - (is_max * rank).max(axis=1, keepdims=True)
+        return RouteToWinners(self.indices, self.input_shape, self.geometry)(gy)
 
 
 # --------------------------------------------------------------------------- #
@@ -112,20 +111,10 @@ def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, spatial
                 f"{op}: the kernel ({k}, dilation {d}, so {reach} wide) is larger than the padded input "
                 f"({size} + 2*{p} = {size + 2 * p}); input shape {tuple(x.shape)}"
             )
-        out = _pooled_size(size, k, s, p, d, ceil_mode)
+        out = pooled_size(size, k, s, p, d, ceil_mode)
         extra = max(0, (out - 1) * s + reach - (size + 2 * p))  # ceil_mode: room for the last window
         padding.append((p, p + extra))
     return kernel, stride, dilation, tuple(padding)
-
-
-def _pooled_size(size, kernel, stride, pad, dilation, ceil_mode):
-    """PyTorch's output size; with ceil_mode a last, partial window is kept if it starts
-    inside the input or its left padding."""
-    span = size + 2 * pad - dilation * (kernel - 1) - 1
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 def _as_image(x, spatial_dims, op):
@@ -151,32 +140,18 @@ def _as_2d(values, spatial_dims, fill):
 # --------------------------------------------------------------------------- #
 def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, spatial_dims, op):
     image, restore = _as_image(x, spatial_dims, op)
-    geometry = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, spatial_dims, op)
-    kernel, stride, dilation, padding = (_as_2d(v, spatial_dims, one) for v, one in zip(geometry, (1, 1, 1, (0, 0))))
-    n, c = image.shape[:2]
-    cols, (oh, ow) = im2col(image, kernel, stride, padding, dilation, op, pad_value=-numpy.inf)
-    windows = reshape(cols, (c, kernel[0] * kernel[1], n * oh * ow))
-    best = MaxOverWindow()
-    y = _to_nchw(best(windows), n, oh, ow)
-    if not return_indices:
-        return restore(y)
-    winner = _to_nchw(Tensor.wrap(best.winner), n, oh, ow).data
-    return restore(y), restore(Tensor.wrap(_flat_indices(winner, image.shape, kernel, stride, padding, dilation)))
+    kernel, stride, dilation, _ = _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, spatial_dims, op)
+    padding = checks.int_tuple(padding, spatial_dims, op, "padding", minimum=0)
+    kernel, stride, padding, dilation = (_as_2d(v, spatial_dims, one) for v, one in
+                                         zip((kernel, stride, padding, dilation), (1, 1, 0, 1)))
+    pool = MaxPool2d(kernel, stride, padding, dilation, ceil_mode)
+    y = restore(pool(image))
+    return (y, restore(Tensor.wrap(pool.indices))) if return_indices else y
 
 
 def _to_nchw(pooled, n, oh, ow):
     """Pooled windows (C, 1, N*OH*OW) as (N, C, OH, OW) (a transposed view, like conv2d's output)."""
     return permute(reshape(pooled, (-1, n, oh, ow)), (1, 0, 2, 3))
-
-
-def _flat_indices(winner, image_shape, kernel, stride, padding, dilation):
-    """Each window's winner (N, C, OH, OW) as a flat index into its (H, W) input plane (PyTorch's indices)."""
-    xp = backend.get_array_module(winner)
-    oh, ow = winner.shape[2:]
-    i, j = xp.divmod(winner.astype(xp.int64), kernel[1])  # the winner's offset inside the kernel
-    rows = xp.arange(oh)[:, None] * stride[0] - padding[0][0] + i * dilation[0]
-    cols = xp.arange(ow) * stride[1] - padding[1][0] + j * dilation[1]
-    return rows * image_shape[3] + cols
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -304,12 +279,14 @@ def adaptive_max_pool2d(input, output_size):
     image, restore = _as_image(input, 2, op)
     checks.floating(input, op)
     (n, c, h, w), (oh, ow) = image.shape, _adaptive_output_size(input, output_size, 2, op)
-    if h % oh == 0 and w % ow == 0:  # equal bins: blocks of the image, no copy
-        cells = reshape(image, (n, c, oh, h // oh, ow, w // ow))
-    else:  # unequal bins: gather each bin's cells (short bins padded by repeating a cell)
-        rows, columns = _bin_gather_index(h, oh, image.xp), _bin_gather_index(w, ow, image.xp)
-        cells = getitem(image, (slice(None), slice(None), rows))  # (N, C, OH, KH, W)
-        cells = getitem(cells, (Ellipsis, columns))  # (N, C, OH, KH, OW, KW)
-    kh, kw = cells.shape[3], cells.shape[5]
-    windows = reshape(permute(cells, (0, 1, 3, 5, 2, 4)), (n * c, kh * kw, oh * ow))
-    return restore(reshape(MaxOverWindow()(windows), (n, c, oh, ow)))
+    if h % oh == 0 and w % ow == 0:  # equal bins: a max pool whose windows are the bins
+        bins = (h // oh, w // ow)
+        return restore(MaxPool2d(bins, bins, (0, 0), (1, 1), False)(image))
+    # Unequal bins: gather each bin's cells, (N, C, OH*KH, OW*KW), then max-pool KH x KW blocks.
+    # A short bin repeats its last cell: that changes no maximum, and the copy comes after the
+    # original, so it never wins.
+    rows, columns = _bin_gather_index(h, oh, image.xp), _bin_gather_index(w, ow, image.xp)
+    cells = getitem(image, (slice(None), slice(None), rows.reshape(-1)))  # (N, C, OH*KH, W)
+    cells = getitem(cells, (Ellipsis, columns.reshape(-1)))  # (N, C, OH*KH, OW*KW)
+    bins = (rows.shape[1], columns.shape[1])
+    return restore(MaxPool2d(bins, bins, (0, 0), (1, 1), False)(cells))
