@@ -171,7 +171,7 @@ def _split_for_kernel(rows):
     return transpose(kernel_columns), transpose(rest_columns)
 
 
-_uploaded: dict = {}  # (device id, addresses) -> the device array holding them (a few, newest last)
+_uploaded: dict = {}  # (cupy module, device id, values) -> the device array holding them (a few, newest last)
 upload_count = 0  # how many address tables have been copied to a device (for the cost tests)
 
 
@@ -179,7 +179,7 @@ def _device_int64(values: tuple, device_id: int):
     """``values`` as an int64 device array, uploaded once and kept while it keeps being asked for.
     A table holds addresses (or sizes) only, so it stays right whatever now lives at them."""
     global upload_count
-    key = (device_id, values)
+    key = (id(backend.cupy), device_id, values)
     table = _uploaded.pop(key, None)
     if table is None:
         table = backend.cupy.asarray(numpy.array(values, dtype=numpy.int64))

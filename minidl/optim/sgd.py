@@ -54,18 +54,19 @@ class SGD(Optimizer):
     def _step(self, params, grads, group):
         """The table changes the arrays of p and of its buffer in place; their versions are bumped after."""
         momentum = group["momentum"]
-        new = set()  # ids of the parameters whose momentum buffer starts now (it takes the gradient)
+        new = {}  # id(p) -> p's momentum buffer that starts now: it takes the gradient (kept once filled)
         for p in params:
-            state = self.state.setdefault(p, {})
-            if momentum != 0 and state.get("momentum_buffer") is None:
-                state["momentum_buffer"] = Tensor.wrap(p.xp.empty(p.shape, dtype=p.dtype))
-                new.add(id(p))
+            if self.state.setdefault(p, {}).get("momentum_buffer") is None and momentum != 0:
+                new[id(p)] = Tensor.wrap(p.xp.empty(p.shape, dtype=p.dtype))
         grad_of = {id(p): g for p, g in zip(params, grads)}
         for batch in batches(params, key=lambda p: id(p) in new):
-            buffers = [self.state[p].get("momentum_buffer") for p in batch]
+            buffers = [new[id(p)] if id(p) in new else self.state[p].get("momentum_buffer") for p in batch]
             kernels.backend_for(batch[0].data).sgd_step(
                 [p.data for p in batch], [grad_of[id(p)] for p in batch],
                 [None if b is None else b.data for b in buffers],
                 group["lr"], momentum, group["dampening"], group["weight_decay"], group["nesterov"],
                 group["maximize"], first_step=id(batch[0]) in new)
+            for p, buffer in zip(batch, buffers):
+                if id(p) in new:
+                    self.state[p]["momentum_buffer"] = buffer
             changed_in_place(batch + buffers)
