@@ -8,15 +8,45 @@
 // of (C, N, H, W) storage, has sn = S, sc = N*S. Each array brings its own (sn, sc).
 //
 // Per-channel reductions (bn_stats, bn_backward_sums): one block per channel (grid-stride over
-// channels), its 256 threads walk the channel's M = N*S values in (n, s) order, so neighbouring
+// channels), its threads walk the channel's M = N*S values in (n, s) order, so neighbouring
 // threads read neighbouring s (coalesced), and add up in double; a tree in shared memory sums
-// the 256 partial sums. Elementwise kernels (bn_apply, bn_backward_dx) run one thread per
-// element of the output's storage, i = 0 .. N*C*S-1, and find its (n, c, s) from the strides:
-// s = i % S, n = (i / sn) % N, c = (i / sc) % C (true for both layouts above).
+// the block's partial sums. Elementwise kernels (bn_apply, bn_backward_dx) run one thread per
+// element i of x's storage (and of y or dx: same layout), grid-stride.
 //
-// No #include: NVRTC compiles this with no CUDA headers; rsqrt, fmaxf are built in.
+// Indexing without dividing: a 64-bit division costs tens of instructions, more than an element's
+// memory traffic, so no loop divides per element. A Walk keeps the digits (a, b, s) of an index
+// i = (a * B + b) * S + s and moves them by a fixed step with additions and carries; it divides
+// only when it starts. x's storage is (n, c, s) digits (B = C) or, channel-major, (c, n, s) (B = N).
+//
+// No #include: NVRTC compiles this with no CUDA headers; rsqrtf, fmaxf are built in.
 
 #define BLOCK 256  // threads per block of the reductions (launch.BLOCK)
+
+// The digits (a, b, s) of i = (a * B + b) * S + s, advanced by `step` per next() with carries.
+struct Walk {
+    long long a, b, s, da, db, ds, B, S;
+    __device__ Walk(long long i, long long step, long long B_, long long S_) : B(B_), S(S_) {
+        a = i / (B * S), b = i / S % B, s = i % S;
+        da = step / (B * S), db = step / S % B, ds = step % S;
+    }
+    __device__ void next() {  // db < B and ds < S, so one carry per digit is enough
+        s += ds, b += db, a += da;
+        if (s >= S) s -= S, b += 1;
+        if (b >= B) b -= B, a += 1;
+    }
+};
+
+// (n, c) of x's storage element at walk w: channel-major storage (sc > sn) has digits (c, n, s).
+__device__ void sample_and_channel(const Walk& w, long long sn, long long sc, long long* n, long long* c) {
+    *n = sc > sn ? w.b : w.a;
+    *c = sc > sn ? w.a : w.b;
+}
+
+// A Walk over x's storage: digits (n, c, s) or, channel-major, (c, n, s).
+__device__ Walk storage_walk(long long i, long long step, long long sn, long long sc, long long N, long long C,
+                             long long S) {
+    return Walk(i, step, sc > sn ? N : C, S);
+}
 
 // Sum `value` and `value2` over the block; thread 0 gets the totals.
 __device__ void block_sum2(double* value, double* value2) {
@@ -49,9 +79,9 @@ extern "C" __global__ void bn_stats(const float* x, long long sn, long long sc, 
     long long M = N * S;
     for (long long c = blockIdx.x; c < C; c += gridDim.x) {
         double sum = 0.0, sum2 = 0.0;
-        for (long long i = threadIdx.x; i < M; i += blockDim.x) {
-            long long n = i / S, s = i - n * S;
-            double v = x[n * sn + c * sc + s];
+        Walk w(threadIdx.x, blockDim.x, N, S);  // i = n * S + s: digits (0, n, s)
+        for (long long i = threadIdx.x; i < M; i += blockDim.x, w.next()) {
+            double v = x[w.b * sn + c * sc + w.s];
             sum += v;
             sum2 += v * v;
         }
@@ -75,13 +105,15 @@ extern "C" __global__ void bn_apply(const float* x, long long sn, long long sc, 
                                     long long rc, int has_residual, const float* mean, const float* var,
                                     const float* gamma, const float* beta, float eps, int relu, float* y,
                                     long long N, long long C, long long S) {
-    long long total = N * C * S;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        long long s = i % S, n = (i / sn) % N, c = (i / sc) % C;
+    long long total = N * C * S, first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long step = (long long)gridDim.x * blockDim.x, n, c;
+    Walk w = storage_walk(first, step, sn, sc, N, C, S);
+    for (long long i = first; i < total; i += step, w.next()) {
+        sample_and_channel(w, sn, sc, &n, &c);
         float scale = gamma[c] * rsqrtf(var[c] + eps);
         float out = (x[i] - mean[c]) * scale + beta[c];
         if (relu) out = fmaxf(out, 0.0f);
-        if (has_residual) out += residual[n * rn + c * rc + s];
+        if (has_residual) out += residual[n * rn + c * rc + w.s];
         y[i] = out;
     }
 }
@@ -101,10 +133,10 @@ extern "C" __global__ void bn_backward_sums(const float* dy, long long dn, long 
     for (long long c = blockIdx.x; c < C; c += gridDim.x) {
         float inv_std = rsqrtf(var[c] + eps);
         double sum = 0.0, sum_x_hat = 0.0;
-        for (long long i = threadIdx.x; i < M; i += blockDim.x) {
-            long long n = i / S, s = i - n * S;
-            float x_hat = (x[n * sn + c * sc + s] - mean[c]) * inv_std;
-            float g = grad_z(dy[n * dn + c * dc + s], x_hat, gamma[c], beta[c], relu);
+        Walk w(threadIdx.x, blockDim.x, N, S);  // i = n * S + s: digits (0, n, s)
+        for (long long i = threadIdx.x; i < M; i += blockDim.x, w.next()) {
+            float x_hat = (x[w.b * sn + c * sc + w.s] - mean[c]) * inv_std;
+            float g = grad_z(dy[w.b * dn + c * dc + w.s], x_hat, gamma[c], beta[c], relu);
             sum += g;
             sum_x_hat += (double)g * x_hat;
         }
@@ -121,13 +153,15 @@ extern "C" __global__ void bn_backward_dx(const float* dy, long long dn, long lo
                                           long long sc, const float* mean, const float* var, const float* gamma,
                                           const float* beta, float eps, int relu, const float* g_beta,
                                           const float* g_gamma, float* dx, long long N, long long C, long long S) {
-    long long total = N * C * S;
+    long long total = N * C * S, first = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long step = (long long)gridDim.x * blockDim.x, n, c;
     float M = (float)(N * S);
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-        long long s = i % S, n = (i / sn) % N, c = (i / sc) % C;
+    Walk w = storage_walk(first, step, sn, sc, N, C, S);
+    for (long long i = first; i < total; i += step, w.next()) {
+        sample_and_channel(w, sn, sc, &n, &c);
         float inv_std = rsqrtf(var[c] + eps);
         float x_hat = (x[i] - mean[c]) * inv_std;
-        float g = grad_z(dy[n * dn + c * dc + s], x_hat, gamma[c], beta[c], relu);
+        float g = grad_z(dy[n * dn + c * dc + w.s], x_hat, gamma[c], beta[c], relu);
         dx[i] = gamma[c] * inv_std * (g - g_beta[c] / M - x_hat * g_gamma[c] / M);
     }
 }
