@@ -17,8 +17,8 @@ count t, the same for every parameter of the call (from 1). Unused state lists m
 * CuPy: one launch of a multi-tensor kernel (optim.cu) for every float32 parameter of the call,
   where the twin costs 6 to 13 array passes per parameter. The kernel finds the arrays through a
   device table of their addresses, uploaded only when an address changes (``upload_count`` says
-  how many times: once per step at most, as the gradients are new arrays every step; with
-  CuPy's memory pool they usually land at the same addresses, and nothing is uploaded).
+  how many times): once per step at most, as the gradients are new arrays every step (one small
+  asynchronous copy; none when CuPy's memory pool gives them their last step's addresses again).
   The scalars that change per step (bias corrections, the lr a scheduler sets) are kernel arguments.
 """
 
@@ -167,8 +167,12 @@ def _split_for_kernel(rows):
                           and a.device.id == device)
             for a in column)
         (kernel_columns if fits else rest_columns).append(column)
-    transpose = lambda columns: [list(row) for row in zip(*columns)] if columns else None  # noqa: E731
-    return transpose(kernel_columns), transpose(rest_columns)
+    return _as_rows(kernel_columns), _as_rows(rest_columns)
+
+
+def _as_rows(columns):
+    """Columns back to rows (None when there are no columns)."""
+    return [list(row) for row in zip(*columns)] if columns else None
 
 
 _uploaded: dict = {}  # (cupy module, device id, values) -> the device array holding them (a few, newest last)
