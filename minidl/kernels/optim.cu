@@ -40,7 +40,8 @@ extern "C" __global__ void sgd_multi_tensor(const long long* addresses, const lo
                                             long long n, float lr, float momentum, float dampening,
                                             float weight_decay, int nesterov, int maximize, int first_step)
 {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
         int t = tensor_of(starts, n_tensors, i);
         long long k = i - starts[t];  // the offset inside tensor t
         float* p = tensor_at(addresses, n_tensors, 0, t);
@@ -71,7 +72,8 @@ extern "C" __global__ void adam_multi_tensor(const long long* addresses, const l
                                              float decay, float step_size, float bias_correction2_sqrt,
                                              int decoupled, int amsgrad, int maximize)
 {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
         int t = tensor_of(starts, n_tensors, i);
         long long k = i - starts[t];  // the offset inside tensor t
         float* p = tensor_at(addresses, n_tensors, 0, t);

@@ -242,3 +242,36 @@ def _emulate_adam(addresses, starts, n_tensors, n, beta1, beta2, eps, weight_dec
 
 
 EMULATE = {"sgd_multi_tensor": _emulate_sgd, "adam_multi_tensor": _emulate_adam}
+
+
+# --------------------------------------------------------------------------- #
+# Cases for the prepared GPU check (minidl.gpu_check.twins): kernel against twin on a real GPU
+# --------------------------------------------------------------------------- #
+def _many_tensors(rng, rows):
+    """``rows`` lists of 40 float32 arrays of mixed sizes (empty, scalar, one of 300,000 items)."""
+    shapes = [(0,), (), (300_000,), (3, 0, 2)]
+    shapes += [tuple(rng.integers(1, 40, size=rng.integers(1, 4))) for _ in range(36)]
+    return [[rng.standard_normal(shape).astype(numpy.float32) for shape in shapes] for _ in range(rows)]
+
+
+def _check_sgd_first_step_maximize(rng):
+    params, grads, buffers = _many_tensors(rng, 3)
+    return (params, grads, buffers, 0.05, 0.9, 0.25, 0.01, False, True), {"first_step": True}
+
+
+def _check_sgd_no_momentum(rng):
+    params, grads = _many_tensors(rng, 2)
+    return params, grads, [None] * len(params), 0.1, 0.0, 0.0, 0.0, False, False
+
+
+def _check_adam_l2_maximize(rng):
+    params, grads, m, v = _many_tensors(rng, 4)
+    v = [numpy.abs(a) for a in v]
+    return params, grads, m, v, [None] * len(params), 1, 3e-4, 0.8, 0.99, 1e-6, 0.1, False, False, True
+
+
+CHECK_CASES = [
+    ("sgd_step", _check_sgd_first_step_maximize),
+    ("sgd_step", _check_sgd_no_momentum),
+    ("adam_step", _check_adam_l2_maximize, {"rtol": 1e-4, "atol": 1e-5}),
+]
