@@ -57,58 +57,66 @@ class SoftmaxCrossEntropy(Function):
 
 
 class ClassIndexCrossEntropy(Function):
-    """SoftmaxCrossEntropy for class indices y, without building q.  With log p = log softmax(z),
-        q_n = (1 - eps) w_{y_n} one_hot(y_n) + (eps / C) w        (0 for an ignored row), so
-        loss_n = hot_n log p_{n, y_n} + spread_n sum_c w_c log p_nc,
-        hot_n = -(1 - eps) w_{y_n},   spread_n = -(eps / C) [row n counts];
-    dloss_n/dz_nc = p_nc sum(q_n) - q_nc,   sum(q_n) = -(hot_n + spread_n sum_c w_c)   (CrossEntropyBackward).
+    """SoftmaxCrossEntropy for class indices y, without building q:
+        q_n = hot_n one_hot(y_n) + spread_n w,   hot_n = (1 - eps) w_{y_n},  spread_n = eps / C
+    (both 0 for an ignored row), and with lse_n = log sum_c exp(z_nc)  (so log p_nc = z_nc - lse_n),
+        loss_n = hot_n (lse_n - z_{n,y_n}) + spread_n sum_c w_c (lse_n - z_nc);
+        dloss_n/dz_nc = p_nc sum(q_n) - q_nc,   sum(q_n) = hot_n + spread_n sum_c w_c   (CrossEntropyBackward).
 
     ``classes`` (M,): each row's class (0 in ignored rows); ``target_weight`` (M,): w_{y_n} (0 in
     ignored rows); ``counts`` (M,): whether a row counts; ``weight``: w (C,), or None for all ones.
-    Forward is one log-softmax and one gather (and a product with w under label smoothing); it
-    keeps log p for backward."""
+    lse = m + log sum exp(z - m) with m = max(z): no overflow, even for logits of +-1e4. Forward
+    keeps exp(z - m) and its row sums for backward."""
 
-    keeps_inputs = False  # backward reads log p, kept here
+    keeps_inputs = False  # backward reads what forward kept
 
     def __init__(self, classes, target_weight, counts, num_classes, weight=None, label_smoothing=0.0):
         dtype = target_weight.dtype.type  # numpy scalars of the data's dtype: no float64 temporaries
         self.classes, self.weight = classes, weight
-        self.hot = target_weight * dtype(-(1 - label_smoothing))
-        self.spread = counts * dtype(-label_smoothing / num_classes) if label_smoothing else None
+        self.hot = target_weight * dtype(1 - label_smoothing) if label_smoothing else target_weight
+        self.spread = counts * dtype(label_smoothing / num_classes) if label_smoothing else None
 
     def forward(self, z):
         xp = backend.get_array_module(z)
-        shifted = z - z.max(axis=1, keepdims=True)
-        self.log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        loss = self.hot * xp.take_along_axis(self.log_p, self.classes[:, None], axis=1)[:, 0]
-        if self.spread is not None:
-            loss = loss + self.spread * (self.log_p.sum(axis=1) if self.weight is None else self.log_p @ self.weight)
+        shifted = z - z.max(axis=1, keepdims=True)  # z - m
+        self.exp = xp.exp(shifted)
+        self.exp_sum = self.exp.sum(axis=1)
+        log_sum = xp.log(self.exp_sum)  # lse - m
+        loss = self.hot * (log_sum - xp.take_along_axis(shifted, self.classes[:, None], axis=1)[:, 0])
+        if self.spread is not None:  # sum_c w_c (lse - z_c) = sum(w) (lse - m) - sum_c w_c (z_c - m)
+            total, weighted = (z.shape[1], shifted.sum(axis=1)) if self.weight is None else \
+                (self.weight.sum(), shifted @ self.weight)
+            loss = loss + self.spread * (total * log_sum - weighted)
         return loss
 
     def backward(self, gy):
-        return CrossEntropyBackward(self.log_p, self.classes, self.hot, self.spread, self.weight)(self.inputs[0], gy)
+        function = CrossEntropyBackward(self.exp, self.exp_sum, self.classes, self.hot, self.spread, self.weight)
+        return function(self.inputs[0], gy)
 
 
 class CrossEntropyBackward(Function):
     """gz_nc = g_n (p_nc s_n - q_nc)  for the logits z and the loss gradient g (M,), with
-    p = softmax(z), q and s_n = sum_c q_nc from ClassIndexCrossEntropy (its log p, classes, hot, spread, w);
+    p = softmax(z), q = hot one_hot(classes) + spread w and s_n = sum_c q_nc from ClassIndexCrossEntropy;
     its own gradients:  d/dz: g_n s_n (t_nc - p_nc sum_c' t_nc') with t = ggz * p  (softmax's backward),
                         d/dg: sum_c ggz_nc (p_nc s_n - q_nc)
 
-    Forward reuses the loss's log p: exp, a scale per row, and one scatter-add of g_n hot_n at
-    each row's class (plus g_n spread_n w under label smoothing): q itself is never built."""
+    Forward reuses the loss's exp(z - m) and row sums (p = exp / sum): a scale per row and one
+    scatter-add of -g_n hot_n at each row's class (plus -g_n spread_n w under label smoothing)."""
 
-    def __init__(self, log_p, classes, hot, spread, weight):
-        self.log_p, self.classes, self.hot, self.spread, self.weight = log_p, classes, hot, spread, weight
+    def __init__(self, exp, exp_sum, classes, hot, spread, weight):
+        self.exp, self.exp_sum, self.classes = exp, exp_sum, classes
+        self.hot, self.spread, self.weight = hot, spread, weight
 
     def forward(self, z, g):
         xp = backend.get_array_module(z)
-        gz = xp.exp(self.log_p) * (g * self.target_sums())[:, None]
+        g_hot = g * self.hot
+        g_sum = g_hot if self.spread is None else g_hot + g * self.spread * self._weight_total()  # g s
+        gz = self.exp * (g_sum / self.exp_sum)[:, None]  # g s p
         rows = xp.arange(z.shape[0])
-        kernels.backend_for(z).scatter_add(gz, (rows, self.classes), g * self.hot)  # -q's one-hot part
-        if self.spread is not None:  # -q's smoothing part
-            spread = (g * self.spread)[:, None]
-            gz += spread if self.weight is None else spread * self.weight
+        kernels.backend_for(z).scatter_add(gz, (rows, self.classes), -g_hot)  # - g q: its one-hot part
+        if self.spread is not None:  # and its smoothing part
+            g_spread = (g * self.spread)[:, None]
+            gz -= g_spread if self.weight is None else g_spread * self.weight
         return gz
 
     def backward(self, ggz):
@@ -120,20 +128,20 @@ class CrossEntropyBackward(Function):
         gg = sum_(ggz * (p * reshape(s, (-1, 1)) - q), 1)
         return gz, gg
 
+    def _weight_total(self):
+        return self.exp.shape[1] if self.weight is None else self.weight.sum()
+
     def target_sums(self):
-        """s_n = sum_c q_nc = -(hot_n + spread_n sum_c w_c)."""
-        if self.spread is None:
-            return -self.hot
-        total = self.log_p.shape[1] if self.weight is None else self.weight.sum()
-        return -(self.hot + self.spread * total)
+        """s_n = sum_c q_nc = hot_n + spread_n sum_c w_c."""
+        return self.hot if self.spread is None else self.hot + self.spread * self._weight_total()
 
     def targets(self):
         """q (M, C) itself: for gradients of gradients only (the fast path never builds it)."""
         xp = backend.get_array_module(self.hot)
-        one_hot = self.classes[:, None] == xp.arange(self.log_p.shape[1])
-        q = xp.where(one_hot, -self.hot[:, None], self.hot.dtype.type(0))
+        one_hot = self.classes[:, None] == xp.arange(self.exp.shape[1])
+        q = xp.where(one_hot, self.hot[:, None], self.hot.dtype.type(0))
         if self.spread is not None:
-            q = q - self.spread[:, None] * (1 if self.weight is None else self.weight)
+            q = q + self.spread[:, None] * (1 if self.weight is None else self.weight)
         return q
 
 
@@ -235,19 +243,16 @@ def class_index_targets(target, num_classes, dtype, weight=None, ignore_index=-1
     there, checking would make every step wait for the device."""
     xp, dtype = backend.get_array_module(target), numpy.dtype(dtype)
     counts = target != ignore_index
-    classes = xp.where(counts, target, 0)
-    out_of_range = (classes < 0) | (classes >= num_classes)
+    wanted = xp.where(counts, target, 0)
+    classes = wanted.clip(0, num_classes - 1)
+    out_of_range = classes != wanted
     if xp is numpy and out_of_range.any():
-        bad = int(classes[out_of_range][0])
+        bad = int(wanted[out_of_range][0])
         raise IndexError(
             f"{op}: target {bad} is out of bounds for {num_classes} classes (expected 0..{num_classes - 1})"
         )
-    if xp is not numpy:
-        classes = xp.where(out_of_range, 0, classes)
-    target_weight = counts.astype(dtype) if weight is None else weight.data.astype(dtype, copy=False)[classes] * counts
-    if xp is not numpy:
-        target_weight = xp.where(out_of_range, dtype.type(numpy.nan), target_weight)
-    return classes, target_weight, counts
+    target_weight = counts if weight is None else weight.data.astype(dtype, copy=False)[classes] * counts
+    return classes, xp.where(out_of_range, dtype.type(numpy.nan), target_weight).astype(dtype, copy=False), counts
 
 
 def class_index_distribution(
