@@ -12,6 +12,7 @@
 
 import os
 import re
+from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -360,3 +361,107 @@ def test_launches_per_batchnorm_relu_add(with_residual):
         assert report["launches"] == launches, region.sites()
         assert report["syncs"] == report["float64_arrays"] == 0
     assert forward.report()["kernels"] == backward.report()["kernels"] == 2
+
+
+# --------------------------------------------------------------------------- #
+# The CUDA source itself, compiled as C++ and run on CPU threads (needs g++ with C++20)
+# --------------------------------------------------------------------------- #
+HARNESS = r"""
+// norm.cu on the CPU: one std::thread per CUDA thread, the blocks one after another,
+// __syncthreads a barrier; checks the kernels' indexing (walks, strides, block sums).
+#include <barrier>
+#include <cmath>
+#include <functional>
+#include <thread>
+#include <vector>
+struct Dim { unsigned x = 0; };
+thread_local Dim threadIdx;
+Dim blockIdx, blockDim, gridDim;
+static std::barrier<>* block_barrier;
+#define __global__
+#define __device__
+#define __shared__ static
+static void __syncthreads() { block_barrier->arrive_and_wait(); }
+static float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
+#include "NORM_CU"
+typedef long long ll;
+static void run(int grid, int block, const std::function<void()>& kernel) {
+    gridDim.x = grid, blockDim.x = block;
+    for (int b = 0; b < grid; b++) {
+        blockIdx.x = b;
+        std::barrier<> barrier(block);
+        block_barrier = &barrier;
+        std::vector<std::thread> threads;
+        for (int t = 0; t < block; t++) threads.emplace_back([t, &kernel] { threadIdx.x = t; kernel(); });
+        for (auto& thread : threads) thread.join();
+    }
+}
+#define P const float*
+extern "C" {
+void bn_stats_(int g, int k, P x, ll sn, ll sc, ll N, ll C, ll S, float* m, float* v, float* rm, float* rv,
+               float mo, int u) { run(g, k, [=] { bn_stats(x, sn, sc, N, C, S, m, v, rm, rv, mo, u); }); }
+void bn_apply_(int g, int k, P x, ll sn, ll sc, P r, ll rn, ll rc, int h, P m, P v, P ga, P be, float e, int re,
+               float* y, ll N, ll C, ll S) {
+    run(g, k, [=] { bn_apply(x, sn, sc, r, rn, rc, h, m, v, ga, be, e, re, y, N, C, S); });
+}
+void bn_backward_sums_(int g, int k, P dy, ll dn, ll dc, P x, ll sn, ll sc, P m, P v, P ga, P be, float e, int re,
+                       float* gb, float* gg, ll N, ll C, ll S) {
+    run(g, k, [=] { bn_backward_sums(dy, dn, dc, x, sn, sc, m, v, ga, be, e, re, gb, gg, N, C, S); });
+}
+void bn_backward_dx_(int g, int k, P dy, ll dn, ll dc, P x, ll sn, ll sc, P m, P v, P ga, P be, float e, int re,
+                     P gb, P gg, float* dx, ll N, ll C, ll S) {
+    run(g, k, [=] { bn_backward_dx(dy, dn, dc, x, sn, sc, m, v, ga, be, e, re, gb, gg, dx, N, C, S); });
+}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cuda_source_on_threads(tmp_path_factory):
+    """A launch() that runs norm.cu's kernels compiled by g++ (small grids, so every loop strides)."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    folder = tmp_path_factory.mktemp("norm_cu")
+    (folder / "harness.cpp").write_text(HARNESS.replace("NORM_CU", str(Path(launch.HERE) / "norm.cu")))
+    built = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-o", str(folder / "norm.so"),
+                            str(folder / "harness.cpp"), "-lpthread"], capture_output=True, text=True)
+    if built.returncode != 0:
+        pytest.skip(f"g++ could not build the harness (C++20 <barrier> needed): {built.stderr[-300:]}")
+    library = ctypes.CDLL(str(folder / "norm.so"))
+    c_types = {np.int64: ctypes.c_longlong, np.int32: ctypes.c_int, np.float32: ctypes.c_float}
+
+    def run_on_threads(filename, name, threads, args, block=launch.BLOCK):
+        reduction = name in ("bn_stats", "bn_backward_sums")  # these need blockDim == BLOCK (256)
+        grid, block = (2, block) if reduction else (3, 32)  # 2 or 3 blocks: the grid-stride loops turn
+        converted = [a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray) else c_types[type(a)](a.item())
+                     for a in args]
+        getattr(library, name + "_")(ctypes.c_int(grid), ctypes.c_int(block), *converted)
+
+    return run_on_threads
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (5, 4, 7), (3, 5, 4, 4), (1, 3, 2, 2), (4, 1, 3, 3), (2, 3, 9, 11)])
+def test_cuda_source_agrees_with_the_twins(monkeypatch, cuda_source_on_threads, shape):
+    monkeypatch.setattr(launch, "launch", cuda_source_on_threads)
+    monkeypatch.setattr(kn.backend, "cupy", np)
+    rng = np.random.default_rng(5)
+    for x_cm, other_cm, relu, with_residual, running in [(0, 0, 0, 0, 0), (1, 0, 1, 1, 1), (0, 1, 1, 1, 0),
+                                                       (1, 1, 0, 1, 1), (1, 0, 1, 0, 0)]:
+        x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
+        dy, residual = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+        x, dy, residual = channel_major(x) if x_cm else x, *(channel_major(a) if other_cm else a for a in (dy, residual))
+        gamma, beta = rng.uniform(0.5, 2, shape[1]).astype(np.float32), rng.uniform(-1, 1, shape[1]).astype(np.float32)
+        results = []
+        for table in (kn.NumpyNorm, kn.CupyNorm):
+            rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
+            stats = (rm, rv, 0.1) if running else (None, None, 0.0)
+            y, mean, var = table.batch_norm_forward(x, gamma, beta, 1e-5, bool(relu),
+                                                    residual if with_residual else None, *stats)
+            results.append([y, mean, var, rm, rv, *table.batch_norm_backward(dy, x, mean, var, gamma, beta, 1e-5,
+                                                                             bool(relu))])
+        for twin, kernel in zip(*results):
+            np.testing.assert_allclose(kernel, twin, rtol=1e-4, atol=1e-4)
