@@ -296,3 +296,33 @@ def test_conv2d_under_autocast_runs_in_float16(device):
     assert x.grad.dtype == w.grad.dtype == np.float32
     expected = F.conv2d(x.detach(), w.detach(), padding=1).numpy()
     np.testing.assert_allclose(y.float().numpy(), expected, rtol=1e-2, atol=2e-2)
+
+
+# --------------------------------------------------------------------------- #
+# What a convolution costs on the GPU, counted on the CPU stand-in
+# --------------------------------------------------------------------------- #
+@pytest.mark.gpu
+def test_conv2d_launches_on_the_stand_in():
+    """forward: im2col, matmul, bias add; backward: W^T @ dY and col2im (dx), im2col and
+    dY @ cols^T (dW), one sum (db). No layout copies when the activations are channel-major,
+    as conv2d's own outputs are."""
+    if not minidl.cuda.is_available() or backend.cupy.__name__ != "minidl.fakecupy":
+        pytest.skip("counts launches on minidl.fakecupy (MINIDL_FAKE_CUDA=1)")
+    from minidl.fakecupy import meter
+
+    def channel_major(*shape):  # an activation as a conv layer leaves it: (C, N, H, W) memory
+        image = F.conv2d(minidl.randn(shape[0], 2, *shape[2:], device="cuda"),
+                         minidl.randn(shape[1], 2, 1, 1, device="cuda"))
+        return image.detach()
+
+    x = channel_major(4, 6, 9, 9).requires_grad_()
+    w = minidl.randn(8, 6, 3, 3, device="cuda", requires_grad=True)
+    b = minidl.zeros(8, device="cuda", requires_grad=True)
+    gy = channel_major(4, 8, 9, 9)
+    with meter.measure() as forward:
+        y = F.conv2d(x, w, b, padding=1)
+    with meter.measure() as backward:
+        minidl.grad(y, [x, w, b], gy)
+    assert forward.report()["launches"] == 3 and forward.report()["kernels"] == 1
+    assert backward.report()["launches"] == 5 and backward.report()["kernels"] == 2
+    assert backward.report()["matmuls"] == 2 and backward.report()["syncs"] == 0
