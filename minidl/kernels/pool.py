@@ -204,3 +204,44 @@ def _emulate_backward(gy, indices, gx, n, c, h, w, oh, ow, sn, sc, sh, sw, kh, k
 
 
 EMULATE = {"max_pool2d_forward_f32": _emulate_forward, "max_pool2d_backward_f32": _emulate_backward}
+
+
+# --------------------------------------------------------------------------- #
+# Cases for the prepared GPU check (python -m minidl.gpu_check): kernel vs twin on the same inputs
+# --------------------------------------------------------------------------- #
+def _channel_major(x):
+    """x (N, C, H, W) held as (C, N, H, W) memory: the layout conv2d's outputs have."""
+    return numpy.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1)
+
+
+def _check_ties_nans_channel_major(rng):
+    """A conv output (channel-major) with many ties and a few NaNs: 3x3 windows, stride 2, padding 1, ceil_mode."""
+    x = rng.integers(0, 4, (8, 16, 15, 15)).astype(numpy.float32)
+    x[rng.random(x.shape) < 0.01] = numpy.nan
+    return _channel_major(x), (3, 3), (2, 2), (1, 1), (1, 1), True
+
+
+def _check_global(rng):
+    """adaptive_max_pool2d(x, 1) after a ResNet's last stage: one 4x4 window per plane."""
+    return rng.standard_normal((64, 128, 4, 4)).astype(numpy.float32), (4, 4), (4, 4), (0, 0), (1, 1), False
+
+
+def _check_dilated_windows_in_padding(rng):
+    """Dilation 2 over a 1-pixel-high image with padding 1: some windows hold no real pixel (-inf, index -1)."""
+    return rng.standard_normal((2, 3, 1, 6)).astype(numpy.float32), (2, 2), (1, 1), (1, 1), (2, 2), False
+
+
+def _check_backward_overlapping(rng):
+    """3x3 windows at stride 1 (each pixel in up to 9 windows), integer ties, a channel-major gradient."""
+    x = rng.integers(0, 3, (8, 16, 12, 12)).astype(numpy.float32)
+    geometry = ((3, 3), (1, 1), (1, 1), (1, 1))
+    y, indices = NumpyPool.max_pool2d_forward(x, *geometry, False)
+    return _channel_major(rng.standard_normal(y.shape).astype(numpy.float32)), indices, x.shape, *geometry
+
+
+CHECK_CASES = [
+    ("max_pool2d_forward", _check_ties_nans_channel_major),
+    ("max_pool2d_forward", _check_global),
+    ("max_pool2d_forward", _check_dilated_windows_in_padding),
+    ("max_pool2d_backward", _check_backward_overlapping),
+]
