@@ -23,6 +23,8 @@ must fall.
     OPENBLAS_NUM_THREADS=1 python -m minidl.bench --repeats 4
     python -m minidl.bench --device cuda         # adds the batch-512 cnn and resnet9 steps
     python -m minidl.bench --smoke               # a few tiny steps: does it run?
+    python -m minidl.bench --gpu-cost --json     # no timing: each lesson model's GPU cost per step,
+                                                 # counted without a GPU (minidl.gpu_cost)
 
 This is a benchmark, not a test: it prints, it asserts nothing.
 """
@@ -227,7 +229,13 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=4, help="interleaved timed rounds; medians are compared")
     parser.add_argument("--no-torch", action="store_true", help="minidl only, even if PyTorch is importable")
     parser.add_argument("--smoke", action="store_true", help="a few tiny steps, to check that it runs")
+    parser.add_argument("--gpu-cost", action="store_true",
+                        help="instead of timing: count one training step's GPU launches, syncs, transfers and peak "
+                             "memory per lesson model, on the CPU stand-in for cupy (minidl.gpu_cost)")
+    parser.add_argument("--json", action="store_true", help="with --gpu-cost: print one JSON object")
     args = parser.parse_args(argv)
+    if args.json and not args.gpu_cost:
+        parser.error("--json goes with --gpu-cost")
     for name in ("steps", "batch_size", "warmup", "repeats"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "warmup" else 1):
@@ -238,6 +246,10 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     """Run the benchmark; print one line per job and return {(model, batch size): result}."""
     args = parse_args(argv)
+    if args.gpu_cost:
+        from minidl import gpu_cost
+
+        return gpu_cost.main(["--json"] if args.json else [])
     device = minidl.Device(args.device)
     minidl.backend.check_device_usable(device)
     gpu = device.type == "cuda"

@@ -77,3 +77,109 @@ def test_installed_fake_runs_minidl_on_cuda_and_catches_a_mix(monkeypatch):
     np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy())
     with pytest.raises(TypeError, match="Unsupported type"):
         x.data + np.ones((2, 3))  # the bug class the fake is for
+
+
+# --------------------------------------------------------------------------- #
+# hand-written kernels: RawModule checks the arguments against the C signature
+# --------------------------------------------------------------------------- #
+SOURCE = r'''
+extern "C" __global__ void fake_axpy(const float* x, float* y, float a, long long n, const int* offsets,
+                                     unsigned char* flags) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        y[i] += a * x[i];
+}
+'''
+
+
+def _axpy(x, y, a, n, offsets, flags):
+    """The emulator: numpy payloads (outputs written in place), Python scalars."""
+    assert isinstance(a, float) and isinstance(n, int) and isinstance(x, np.ndarray)
+    y[:n] += a * x[:n]
+
+
+@pytest.fixture
+def axpy(monkeypatch):
+    monkeypatch.setitem(minidl.kernels.EMULATORS, "fake_axpy", _axpy)
+    return cp.RawModule(code=SOURCE, options=("--std=c++14",)).get_function("fake_axpy")
+
+
+def _arguments(**changes):
+    args = {"x": cp.ones(4, dtype=np.float32), "y": cp.zeros(4, dtype=np.float32), "a": np.float32(2),
+            "n": np.int64(4), "offsets": cp.zeros(2, dtype=np.int32), "flags": cp.zeros(4, dtype=np.uint8)}
+    args.update(changes)
+    return args
+
+
+def test_a_raw_kernel_runs_its_emulator_on_the_payloads_and_counts_one_launch(axpy):
+    args = _arguments()
+    with cp.meter.measure() as m:
+        axpy((1,), (256,), tuple(args.values()))
+    np.testing.assert_array_equal(args["y"].get(), [2, 2, 2, 2])
+    assert m.report()["launches"] == 1 and m.report()["kernels"] == 1
+    assert cp.RawKernel(SOURCE, "fake_axpy").signature == axpy.signature
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"a": 2.0}, "argument 2 .*float a.*numpy.float32 scalar, got float"),
+    ({"n": 4}, "argument 3 .*long long n.*numpy.int64 scalar, got int"),
+    ({"n": np.int32(4)}, "numpy.int64 scalar, got int32"),
+    ({"x": cp.ones(4, dtype=np.float64)}, "argument 0 .*expected dtype float32, got float64"),
+    ({"offsets": cp.zeros(2, dtype=np.int64)}, "argument 4 .*expected dtype int32"),
+    ({"flags": cp.zeros(4, dtype=np.bool_)}, "argument 5 .*expected dtype uint8"),
+    ({"x": cp.ones((4, 2), dtype=np.float32)[:, 0]}, "not C-contiguous"),
+    ({"y": np.zeros(4, dtype=np.float32)}, "argument 1 .*expected a device array, got ndarray"),
+])
+def test_a_raw_kernel_refuses_arguments_its_signature_does_not_take(axpy, change, words):
+    with pytest.raises(TypeError, match=f"fake_axpy.*{words}"):
+        axpy((1,), (256,), tuple(_arguments(**change).values()))
+
+
+def test_a_raw_kernel_checks_grid_block_count_and_emulator(axpy):
+    args = tuple(_arguments().values())
+    for grid, block in [((0,), (256,)), ((1,), 256), ((1.0,), (256,))]:
+        with pytest.raises(TypeError, match="grid|block"):
+            axpy(grid, block, args)
+    with pytest.raises(TypeError, match="expected a tuple of 6 arguments, got 5"):
+        axpy((1,), (256,), args[:5])
+    missing = cp.RawModule(code=SOURCE.replace("fake_axpy", "fake_unknown")).get_function("fake_unknown")
+    with pytest.raises(NotImplementedError, match="fake_unknown.*EMULATE"):
+        missing((1,), (256,), args)
+    with pytest.raises(AttributeError, match="no_such_kernel"):
+        cp.RawModule(code=SOURCE).get_function("no_such_kernel")
+
+
+def test_device_pointers_are_unique_per_buffer_and_lead_back_to_it():
+    a, b = cp.zeros(8, dtype=np.float32), cp.zeros(8, dtype=np.float32)
+    assert a.data.ptr != b.data.ptr and a[2:].data.ptr == a.data.ptr + 8
+    assert cp.array_at(b.data.ptr) is b._array
+    with pytest.raises(ValueError, match="no live device array"):
+        cp.array_at(12345)
+
+
+# --------------------------------------------------------------------------- #
+# strict mode: only what real cupy has
+# --------------------------------------------------------------------------- #
+def test_strict_mode_is_on_when_cupy_imports():
+    try:
+        import cupy  # noqa: F401  (imports without a GPU)
+    except Exception:
+        assert cp.STRICT is False
+        pytest.skip("cupy does not import here: strict mode is off")
+    assert cp.STRICT is True
+
+
+@pytest.mark.parametrize("use, words", [
+    (lambda a: a.sum(axis=0, initial=0), "initial"),
+    (lambda a: a.resize((3, 2)), "cupy.ndarray.resize"),
+    (lambda a: cp.errstate, "cupy.errstate"),
+    (lambda a: cp.insert(a, 0, 1.0), "cupy.insert"),
+    (lambda a: cp.concatenate([a, a], axis=0, foo=1), "keyword foo= in cupy.concatenate"),
+    (lambda a: cp.add(a, a, where=a > 0), "keyword where= in cupy.add"),
+    (lambda a: cp.add.reduce(a, axis=0, initial=0.0), "keyword initial= in cupy.add.reduce"),
+])
+def test_strict_mode_refuses_what_real_cupy_lacks(use, words):
+    if not cp.STRICT:
+        pytest.skip("cupy does not import here: strict mode is off")
+    with pytest.raises((TypeError, AttributeError), match=words):
+        use(cp.ones((2, 3), dtype=np.float32))
+    assert cp.add(cp.ones(2), 1, dtype=np.float32).dtype == np.float32  # keywords cupy has still work

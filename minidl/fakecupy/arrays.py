@@ -70,10 +70,10 @@ def _device(array):
 
 def _counted(call, *args, **kwargs):
     """Run ``call`` (numpy in, device arrays out) and count one launch if it made new data or
-    wrote in place (returned None); a call whose results are all views of existing buffers is free."""
+    wrote in place (``out=``, or returned None); a call that only makes views of existing buffers is free."""
     before = meter.STATE.buffers
     result = _wrap(call(*args, **kwargs))
-    if result is None or meter.STATE.buffers != before:
+    if result is None or meter.STATE.buffers != before or kwargs.get("out") is not None:
         meter.launch()
     return result
 

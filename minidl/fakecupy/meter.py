@@ -41,6 +41,7 @@ _FAKE_DIR = str(Path(__file__).resolve().parent)
 _MINIDL_DIR = str(Path(__file__).resolve().parents[1])
 _REPO_DIR = str(Path(__file__).resolve().parents[2])
 _NUMPY_DIR = str(Path(numpy.__file__).resolve().parent)
+_LAUNCHER = str(Path(__file__).resolve().parents[1] / "kernels" / "launch.py")  # credit the kernel's caller
 COUNTS = ("launches", "syncs", "h2d_bytes", "d2h_bytes", "float64_arrays", "allocated_bytes", "matmuls", "kernels")
 
 
@@ -117,6 +118,8 @@ def sync(d2h_bytes: int = 0) -> None:
 
 def transfer_in(nbytes: int) -> None:
     STATE.counts["h2d_bytes"] += nbytes
+    if STATE.regions:
+        _record_site("h2d_bytes", nbytes)
 
 
 def matmul() -> None:
@@ -127,19 +130,19 @@ def kernel() -> None:
     STATE.counts["kernels"] += 1
 
 
-_kind_of_file: dict = {}  # filename -> 0 inside fakecupy or numpy, 1 inside minidl, 2 elsewhere
+_kind_of_file: dict = {}  # filename -> 0 in fakecupy, numpy or kernels/launch.py; 1 elsewhere in minidl; 2 outside
 
 
 def _kind(filename):
     kind = _kind_of_file.get(filename)
     if kind is None:
         path = str(Path(filename).resolve()) if not filename.startswith("<") else filename
-        kind = 0 if path.startswith((_FAKE_DIR, _NUMPY_DIR)) else 1 if path.startswith(_MINIDL_DIR) else 2
+        kind = 0 if path.startswith((_FAKE_DIR, _NUMPY_DIR, _LAUNCHER)) else 1 if path.startswith(_MINIDL_DIR) else 2
         _kind_of_file[filename] = kind
     return kind
 
 
-def _record_site(what):
+def _record_site(what, amount=1):
     """Credit the innermost frame inside minidl/ (outside fakecupy/); else the innermost caller's."""
     frame, fallback = sys._getframe(2), None
     while frame is not None:
@@ -157,7 +160,7 @@ def _record_site(what):
         filename = filename[len(_REPO_DIR) + 1:]
     site = f"{filename}:{frame.f_lineno} {frame.f_code.co_name}"
     for region in STATE.regions:
-        region.site_counts[what][site] += 1
+        region.site_counts[what][site] += amount
 
 
 class Measurement:
@@ -167,7 +170,7 @@ class Measurement:
         self.start = Counter(STATE.counts)
         self.end = None
         self.peak = STATE.live_bytes
-        self.site_counts = {"launches": Counter(), "syncs": Counter()}
+        self.site_counts = {"launches": Counter(), "syncs": Counter(), "h2d_bytes": Counter()}
 
     def report(self) -> dict:
         """Counts in the region (so far, while it is open), plus ``peak_live_bytes``."""
@@ -177,7 +180,8 @@ class Measurement:
         return result
 
     def sites(self, top: int = 15, what: str = "launches") -> list:
-        """The ``top`` places in minidl that made the most launches (or ``what='syncs'``): (site, count)."""
+        """The ``top`` places in minidl that made the most launches (or ``what='syncs'``, ``'h2d_bytes'``):
+        a list of ("file:line function", count), the innermost frame in minidl outside the stand-in."""
         return self.site_counts[what].most_common(top)
 
 
