@@ -2,7 +2,7 @@
 
 The device machine reaches no network, and what travels with a command is limited (64 MiB of
 untracked files), so the lessons' data goes as one file per dataset. CIFAR-10's JPEG copy is
-60,000 small files: in a tar or zip the per-file headers alone add 7-45 MiB. So the archive is
+60,000 small files: in a tar or zip the per-file headers alone add 7-44 MiB. So the archive is
 an ``.npz`` (read with ``allow_pickle=False``) holding the files' bytes back to back:
 
     blob     uint8    every file's bytes, one after the other
