@@ -134,3 +134,43 @@ def test_on_device(device):
     assert loss.device == device and z.grad.device == device and loss.dtype == np.float32
     b = L.binary_cross_entropy_with_logits(z, minidl.rand(4, 3, device=device))
     assert b.device == device and b.dtype == np.float32
+
+
+@given(shape=batches, data=st.data(), eps=st.sampled_from([0.0, 0.2]), weighted=st.booleans())
+def test_class_index_gradient_is_p_times_sum_q_minus_q(shape, data, eps, weighted):
+    """ClassIndexCrossEntropy never builds q: its gradient must still be p * sum(q) - q, with q from
+    class_index_distribution (ignored rows, class weights and label smoothing included)."""
+    n, c = shape
+    y = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)))
+    if data.draw(st.booleans()):
+        y[0] = -100
+    z = minidl.randn(n, c, dtype=np.float64, requires_grad=True)
+    weight = minidl.tensor(np.linspace(0.5, 2.0, c)) if weighted else None
+    gy = np.random.default_rng(n + c).standard_normal(n)
+    L.cross_entropy(z, minidl.tensor(y), weight, reduction="none", label_smoothing=eps).backward(minidl.tensor(gy))
+    q, _ = L.class_index_distribution(y, c, np.float64, weight, label_smoothing=eps)
+    p = np.exp(np_log_softmax(z.numpy()))
+    np.testing.assert_allclose(z.grad.numpy(), (p * q.sum(axis=1, keepdims=True) - q) * gy[:, None], atol=1e-12)
+
+
+@pytest.mark.parametrize("eps, weighted", [(0.0, False), (0.2, False), (0.2, True)])
+def test_class_index_cross_entropy_second_derivatives(eps, weighted):
+    z = minidl.randn(5, 4, dtype=np.float64, requires_grad=True)
+    y = minidl.tensor([0, 3, -100, 1, 2])
+    weight = minidl.tensor(np.linspace(0.5, 2.0, 4)) if weighted else None
+    assert minidl.gradgradcheck(lambda t: L.cross_entropy(t, y, weight, label_smoothing=eps) ** 2, z)
+    assert minidl.gradgradcheck(lambda t: L.cross_entropy(t, y, weight, reduction="none", label_smoothing=eps), z)
+
+
+def test_out_of_range_target(device):
+    """CPU: IndexError naming the class; GPU: that row's loss is NaN (checking would sync)."""
+    z = minidl.randn(3, 4, device=device, requires_grad=True)
+    y = minidl.tensor([0, 4, 1], device=device)
+    if device == "cpu":
+        with pytest.raises(IndexError, match=r"cross_entropy: target 4 is out of bounds for 4 classes"):
+            L.cross_entropy(z, y)
+        return
+    loss = L.cross_entropy(z, y, reduction="none")
+    assert np.isnan(loss.numpy()).tolist() == [False, True, False]
+    loss.sum().backward()
+    assert np.isnan(z.grad.numpy()[1]).all() and np.isfinite(z.grad.numpy()[[0, 2]]).all()
