@@ -16,17 +16,16 @@ extern "C" __global__ void im2col_f32(
     int stride_h, int stride_w, int pad_top, int pad_left, int dilation_h, int dilation_w,
     float pad_value)
 {
-    // One thread per column entry: e = ((c*KH + i)*KW + j) * (N*OH*OW) + (n*OH + p)*OW + q.
-    long long total = (long long)C * KH * KW * N * OH * OW;
+    // One thread per column entry e = row * (N*OH*OW) + column, row = (c*KH + i)*KW + j and
+    // column = (n*OH + p)*OW + q. Only e needs 64 bits: the caller keeps N*OH*OW and C*KH*KW
+    // below 2**31, so the rest of the index arithmetic is (fast) 32-bit.
+    int windows = N * OH * OW;  // the length of one row of cols
+    long long total = (long long)C * KH * KW * windows;
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
          e += (long long)gridDim.x * blockDim.x) {
-        long long rest = e;
-        int q = rest % OW; rest /= OW;
-        int p = rest % OH; rest /= OH;
-        int n = rest % N;  rest /= N;
-        int j = rest % KW; rest /= KW;
-        int i = rest % KH;
-        int c = rest / KH;
+        int column = (int)(e % windows), row = (int)(e / windows);
+        int q = column % OW, p = column / OW % OH, n = column / (OW * OH);
+        int j = row % KW, i = row / KW % KH, c = row / (KW * KH);
         int h = p * stride_h + i * dilation_h - pad_top;   // the real pixel (may lie in the border)
         int w = q * stride_w + j * dilation_w - pad_left;
         bool inside = h >= 0 && h < H && w >= 0 && w < W;
@@ -44,15 +43,14 @@ extern "C" __global__ void col2im_f32(
     // that im2col copied from it. Kernel offset (i, j) reached it from window (p, q) when
     // p*stride_h + i*dilation_h == h + pad_top (and likewise for q): at most KH*KW entries,
     // added in a fixed order, so there are no atomics and the sum is deterministic.
+    // (As in im2col_f32, N*OH*OW, C*N and H*W are below 2**31: only e and row offsets need 64 bits.)
+    int windows = N * OH * OW;  // the length of one row of cols
     long long total = (long long)C * N * H * W;
-    long long windows = (long long)N * OH * OW;  // the length of one row of cols
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
          e += (long long)gridDim.x * blockDim.x) {
-        long long rest = e;
-        int w = rest % W; rest /= W;
-        int h = rest % H; rest /= H;
-        int n = rest % N;
-        int c = rest / N;
+        int pixel = (int)(e % (H * W)), plane = (int)(e / (H * W));  // plane = c*N + n
+        int w = pixel % W, h = pixel / W;
+        int n = plane % N, c = plane / N;
         float sum = 0.0f;
         for (int i = 0; i < KH; ++i) {
             int top = h + pad_top - i * dilation_h;  // = p * stride_h for the window p, if any
@@ -63,7 +61,7 @@ extern "C" __global__ void col2im_f32(
                 if (left < 0 || left % stride_w != 0 || left / stride_w >= OW) continue;
                 int q = left / stride_w;
                 long long row = ((long long)c * KH + i) * KW + j;
-                sum += cols[row * windows + ((long long)n * OH + p) * OW + q];
+                sum += cols[row * windows + (n * OH + p) * OW + q];
             }
         }
         image[e] = sum;

@@ -101,10 +101,10 @@ class CupyConv(NumpyConv):  # pragma: no cover - GPU (or fakecupy)
     @staticmethod
     def im2col(x, kernel_size, stride, padding, dilation, pad_value=0.0):
         """im2col_f32: one launch, one thread per column entry (float32; other dtypes run the twin)."""
-        if x.dtype != numpy.float32:
-            return NumpyConv.im2col(x, kernel_size, stride, padding, dilation, pad_value)
         n, c, h, w = x.shape
         (kh, kw), (oh, ow) = kernel_size, output_size((h, w), kernel_size, stride, padding, dilation)
+        if not _kernel_fits(x.dtype, n * oh * ow, c * kh * kw, c * n, h * w):
+            return NumpyConv.im2col(x, kernel_size, stride, padding, dilation, pad_value)
         cols = backend.cupy.empty((c * kh * kw, n * oh * ow), dtype=numpy.float32)
         if cols.size:
             block, steps = dense_block(x)
@@ -117,16 +117,21 @@ class CupyConv(NumpyConv):  # pragma: no cover - GPU (or fakecupy)
     @staticmethod
     def col2im(cols, image_shape, kernel_size, stride, padding, dilation):
         """col2im_f32: one launch, one thread per image pixel gathering its column entries."""
-        if cols.dtype != numpy.float32:
-            return NumpyConv.col2im(cols, image_shape, kernel_size, stride, padding, dilation)
         n, c, h, w = image_shape
         oh, ow = output_size((h, w), kernel_size, stride, padding, dilation)
+        if not _kernel_fits(cols.dtype, n * oh * ow, cols.shape[0], c * n, h * w):
+            return NumpyConv.col2im(cols, image_shape, kernel_size, stride, padding, dilation)
         image = backend.cupy.empty((c, n, h, w), dtype=numpy.float32)  # channel-major, like the columns
         if image.size:
             cols = backend.cupy.ascontiguousarray(cols)
             geometry = _geometry(kernel_size, (oh, ow), stride, padding, dilation)
             launch("conv.cu", "col2im_f32", image.size, (cols, image, *_ints(n, c, h, w), *geometry))
         return image.transpose(1, 0, 2, 3)
+
+
+def _kernel_fits(dtype, *sizes) -> bool:
+    """The kernels take float32, and index within a row or plane with 32-bit ints."""
+    return dtype == numpy.float32 and max(sizes) < 2**31
 
 
 def _ints(*values):
