@@ -130,4 +130,7 @@ def test_tf32_products_on_the_gpu_stay_close_to_float32():
     full = (minidl.tensor(a, device="cuda") @ minidl.tensor(b, device="cuda")).numpy()
     scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
     assert np.max(np.abs(fast - exact) / scale) < 2e-3
-    assert np.max(np.abs(full - exact) / scale) < 1e-5
+    assert np.max(np.abs(full - exact) / scale) < 3e-5  # K = 256 float32 sums: ~1e-6 typical
+    fake = getattr(backend.cupy, "__name__", "").startswith("minidl.fakecupy")
+    if not fake and int(backend.cupy.cuda.Device().compute_capability) >= 80:
+        assert np.max(np.abs(fast - full) / scale) > 1e-6  # the switch did change the products (TF32 on)
