@@ -435,8 +435,8 @@ def cuda_source_on_threads(tmp_path_factory):
     c_types = {np.int64: ctypes.c_longlong, np.int32: ctypes.c_int, np.float32: ctypes.c_float}
 
     def run_on_threads(filename, name, threads, args, block=launch.BLOCK):
-        reduction = name in ("bn_stats", "bn_backward_sums")  # these need blockDim == BLOCK (256)
-        grid, block = (2, block) if reduction else (3, 32)  # 2 or 3 blocks: the grid-stride loops turn
+        reduction = name in ("bn_stats", "bn_backward_sums")  # (any power of 2 threads per block)
+        grid, block = (2, 64) if reduction else (3, 32)  # few threads: every grid-stride loop turns
         converted = [a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray) else c_types[type(a)](a.item())
                      for a in args]
         getattr(library, name + "_")(ctypes.c_int(grid), ctypes.c_int(block), *converted)

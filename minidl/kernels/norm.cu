@@ -7,11 +7,13 @@
 // out. A C-contiguous (N, C, S) array has sn = C*S, sc = S; a conv output, an (N, C, H, W) view
 // of (C, N, H, W) storage, has sn = S, sc = N*S. Each array brings its own (sn, sc).
 //
-// Per-channel reductions (bn_stats, bn_backward_sums): one block per channel (grid-stride over
-// channels), its threads walk the channel's M = N*S values in (n, s) order, so neighbouring
-// threads read neighbouring s (coalesced), and add up in double; a tree in shared memory sums
-// the block's partial sums. Elementwise kernels (bn_apply, bn_backward_dx) run one thread per
-// element i of x's storage (and of y or dx: same layout), grid-stride.
+// Per-channel reductions (bn_stats, bn_backward_sums): one block of up to 512 threads per channel
+// (grid-stride over channels), its threads walk the channel's M = N*S values in (n, s) order, so
+// neighbouring threads read neighbouring s (coalesced), and add up in double; a tree in shared
+// memory sums the block's partial sums. Many threads, each loading UNROLL values before adding them,
+// keep many loads in flight: a block is one SM's work, and a few dozen channels must keep the memory busy.
+// Elementwise kernels (bn_apply, bn_backward_dx) run one thread per element i of x's storage
+// (and of y or dx: same layout), grid-stride.
 //
 // Indexing without dividing: a 64-bit division costs tens of instructions, more than an element's
 // memory traffic, so no loop divides per element. A Walk keeps the digits (a, b, s) of an index
@@ -20,7 +22,8 @@
 //
 // No #include: NVRTC compiles this with no CUDA headers; rsqrtf, fmaxf are built in.
 
-#define BLOCK 256  // threads per block of the reductions (launch.BLOCK)
+#define MAX_BLOCK 512  // threads per block of the reductions: a power of 2, at most this (norm.REDUCE_BLOCK)
+#define UNROLL 8       // values a reduction thread loads before it adds them
 
 // The digits (a, b, s) of i = (a * B + b) * S + s, advanced by `step` per next() with carries.
 struct Walk {
@@ -48,13 +51,13 @@ __device__ Walk storage_walk(long long i, long long step, long long sn, long lon
     return Walk(i, step, sc > sn ? N : C, S);
 }
 
-// Sum `value` and `value2` over the block; thread 0 gets the totals.
+// Sum `value` and `value2` over the block (blockDim.x a power of 2); thread 0 gets the totals.
 __device__ void block_sum2(double* value, double* value2) {
-    __shared__ double a[BLOCK], b[BLOCK];
+    __shared__ double a[MAX_BLOCK], b[MAX_BLOCK];
     a[threadIdx.x] = *value;
     b[threadIdx.x] = *value2;
     __syncthreads();
-    for (int half = BLOCK / 2; half > 0; half /= 2) {
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) {
             a[threadIdx.x] += a[threadIdx.x + half];
             b[threadIdx.x] += b[threadIdx.x + half];
@@ -74,16 +77,20 @@ __device__ void block_sum2(double* value, double* value2) {
 // on the device, so nobody waits for the numbers. (Without running stats the caller passes
 // mean and var again with update = 0.)
 extern "C" __global__ void bn_stats(const float* x, long long sn, long long sc, long long N, long long C, long long S,
-                                    float* mean, float* var, float* running_mean, float* running_var,
-                                    float momentum, int update) {
+                                    float* mean, float* var, float* running_mean, float* running_var, float momentum,
+                                    int update) {
     long long M = N * S;
     for (long long c = blockIdx.x; c < C; c += gridDim.x) {
         double sum = 0.0, sum2 = 0.0;
         Walk w(threadIdx.x, blockDim.x, N, S);  // i = n * S + s: digits (0, n, s)
-        for (long long i = threadIdx.x; i < M; i += blockDim.x, w.next()) {
-            double v = x[w.b * sn + c * sc + w.s];
-            sum += v;
-            sum2 += v * v;
+        for (long long i = threadIdx.x; i < M; i += UNROLL * blockDim.x) {
+            float v[UNROLL];  // UNROLL loads first (all in flight at once), then the sums
+            for (int k = 0; k < UNROLL; k++, w.next())
+                v[k] = i + k * blockDim.x < M ? x[w.b * sn + c * sc + w.s] : 0.0f;  // a 0 past the end adds nothing
+            for (int k = 0; k < UNROLL; k++) {
+                sum += v[k];
+                sum2 += (double)v[k] * v[k];
+            }
         }
         block_sum2(&sum, &sum2);
         if (threadIdx.x == 0) {
@@ -134,11 +141,19 @@ extern "C" __global__ void bn_backward_sums(const float* dy, long long dn, long 
         float inv_std = rsqrtf(var[c] + eps);
         double sum = 0.0, sum_x_hat = 0.0;
         Walk w(threadIdx.x, blockDim.x, N, S);  // i = n * S + s: digits (0, n, s)
-        for (long long i = threadIdx.x; i < M; i += blockDim.x, w.next()) {
-            float x_hat = (x[w.b * sn + c * sc + w.s] - mean[c]) * inv_std;
-            float g = grad_z(dy[w.b * dn + c * dc + w.s], x_hat, gamma[c], beta[c], relu);
-            sum += g;
-            sum_x_hat += (double)g * x_hat;
+        for (long long i = threadIdx.x; i < M; i += UNROLL * blockDim.x) {
+            float xs[UNROLL], dys[UNROLL];  // the loads first, as in bn_stats; past the end dy = 0 adds nothing
+            for (int k = 0; k < UNROLL; k++, w.next()) {
+                bool inside = i + k * blockDim.x < M;
+                xs[k] = inside ? x[w.b * sn + c * sc + w.s] : 0.0f;
+                dys[k] = inside ? dy[w.b * dn + c * dc + w.s] : 0.0f;
+            }
+            for (int k = 0; k < UNROLL; k++) {
+                float x_hat = (xs[k] - mean[c]) * inv_std;
+                float g = grad_z(dys[k], x_hat, gamma[c], beta[c], relu);
+                sum += g;
+                sum_x_hat += (double)g * x_hat;
+            }
         }
         block_sum2(&sum, &sum_x_hat);
         if (threadIdx.x == 0) {

@@ -30,6 +30,7 @@ from minidl import backend
 from minidl.kernels import launch
 
 FILE = "norm.cu"
+REDUCE_BLOCK = 512  # threads per channel in bn_stats and bn_backward_sums (a power of 2, <= norm.cu's MAX_BLOCK)
 
 
 # --------------------------------------------------------------------------- #
@@ -169,9 +170,9 @@ class CupyNorm(NumpyNorm):  # pragma: no cover - GPU (or fakecupy)
         mean, var = cupy.empty(x.shape[1], numpy.float32), cupy.empty(x.shape[1], numpy.float32)
         in_kernel = running_mean is not None and running_var is not None and isinstance(momentum, (int, float))
         running = (running_mean, running_var) if in_kernel else (mean, var)  # (stand-ins when update = 0)
-        launch.launch(FILE, "bn_stats", int(c) * launch.BLOCK,
+        launch.launch(FILE, "bn_stats", int(c) * REDUCE_BLOCK,
                       (xs, sn, sc, n, c, s, mean, var, *running, numpy.float32(momentum if in_kernel else 0),
-                       numpy.int32(in_kernel)))
+                       numpy.int32(in_kernel)), block=REDUCE_BLOCK)
         if not in_kernel:  # momentum is a device scalar (a cumulative average), or one buffer is missing
             update_running(running_mean, running_var, mean, var, int(n * s), momentum)
         rs, rn, rc = storage(residual) if residual is not None else (xs, sn, sc)
@@ -192,7 +193,8 @@ class CupyNorm(NumpyNorm):  # pragma: no cover - GPU (or fakecupy)
         gamma, beta = cupy.ascontiguousarray(gamma), cupy.ascontiguousarray(beta)
         g_beta, g_gamma = cupy.empty(x.shape[1], numpy.float32), cupy.empty(x.shape[1], numpy.float32)
         common = (dys, dn, dc, xs, sn, sc, mean, var, gamma, beta, numpy.float32(eps), numpy.int32(relu))
-        launch.launch(FILE, "bn_backward_sums", int(c) * launch.BLOCK, (*common, g_beta, g_gamma, n, c, s))
+        launch.launch(FILE, "bn_backward_sums", int(c) * REDUCE_BLOCK, (*common, g_beta, g_gamma, n, c, s),
+                      block=REDUCE_BLOCK)
         dx = empty_like_layout(x)
         launch.launch(FILE, "bn_backward_dx", x.size, (*common, g_beta, g_gamma, storage(dx)[0], n, c, s))
         return dx, g_gamma, g_beta
