@@ -254,6 +254,29 @@ def test_float32_layers_on_the_device_match_the_cpu(mode, lengths):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not minidl.cuda.is_available(), reason="needs cupy and a GPU (or MINIDL_FAKE_CUDA=1)")
+@pytest.mark.parametrize("mode", list(GATES))
+def test_float32_cells_on_the_device_match_the_cpu(mode):
+    from minidl import ops
+
+    cell_op = {"LSTM": ops.lstm_cell, "GRU": ops.gru_cell, "RNN_TANH": ops.rnn_tanh_cell,
+               "RNN_RELU": ops.rnn_relu_cell}[mode]
+    rng = np.random.default_rng(5)
+    G, H = GATES[mode], 3
+    arrays = [rng.uniform(-1, 1, s).astype(np.float32) for s in
+              ((4, 2), (4, H), (4, H), (G * H, 2), (G * H, H), (G * H,), (G * H,))]
+    results = {}
+    for device in ("cpu", "cuda"):
+        x, h, c, *weights = (minidl.tensor(a, device=device, requires_grad=True) for a in arrays)
+        new = cell_op(x, (h, c) if mode == "LSTM" else h, *weights)
+        new = new if mode == "LSTM" else (new,)
+        sum((s * s).sum() for s in new).backward()
+        results[device] = [s.numpy() for s in new] + [t.grad.numpy() for t in (x, h, *weights)]
+    for c, g in zip(results["cpu"], results["cuda"]):
+        np.testing.assert_allclose(g, c, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not minidl.cuda.is_available(), reason="needs cupy and a GPU (or MINIDL_FAKE_CUDA=1)")
 def test_device_lengths_bidirectional_and_their_values_checked_in_anomaly_mode():
     rng = np.random.default_rng(4)
     lstm = nn.LSTM(3, 2, num_layers=2, bidirectional=True, batch_first=True)

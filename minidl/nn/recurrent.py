@@ -16,7 +16,9 @@ U(-1/sqrt(H), 1/sqrt(H)). The equations are in ``minidl.ops.recurrent_cells``.
 Where we differ from PyTorch: a padded batch is described by ``forward(x, hx, lengths)``
 (each sequence's number of valid steps) instead of a PackedSequence. Outputs past a
 sequence's length are zero and h_n (c_n) hold each sequence's state at its last valid
-step, as pad_packed_sequence would give. ``proj_size`` is not supported.
+step, as pad_packed_sequence would give. ``proj_size`` is not supported. Lengths on the GPU (a
+Tensor from the DataLoader) are used where they are, never read back, so a training step need not
+wait for the device; their values (0 <= L <= T) are then checked only in anomaly mode.
 """
 
 from __future__ import annotations
