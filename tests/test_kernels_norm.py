@@ -453,7 +453,8 @@ def test_cuda_source_agrees_with_the_twins(monkeypatch, cuda_source_on_threads, 
                                                        (1, 1, 0, 1, 1), (1, 0, 1, 0, 0)]:
         x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
         dy, residual = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
-        x, dy, residual = channel_major(x) if x_cm else x, *(channel_major(a) if other_cm else a for a in (dy, residual))
+        x = channel_major(x) if x_cm else x
+        dy, residual = (channel_major(a) if other_cm else a for a in (dy, residual))
         gamma, beta = rng.uniform(0.5, 2, shape[1]).astype(np.float32), rng.uniform(-1, 1, shape[1]).astype(np.float32)
         results = []
         for table in (kn.NumpyNorm, kn.CupyNorm):
