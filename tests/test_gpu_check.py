@@ -242,6 +242,10 @@ def test_the_walker_catches_a_wrong_kernel(monkeypatch, _):
     result = twins.run_case(twins.Case("scatter_add", twins.scatter_add_repeated))
     assert not result.ok and result.message.startswith("args[0]: ")
 
+    monkeypatch.setattr(kernels.CupyBackend, "matmul", staticmethod(lambda a, b: (right(a, b), right(a, b))))
+    result = twins.run_case(twins.Case("matmul", twins.matmul_float32))
+    assert not result.ok and "the twin gives arrays at ['returned', 'args[0]'" in result.message
+
 
 @pytest.mark.parametrize("_", [pytest.param(None, marks=on_a_gpu)], ids=["cuda"])
 def test_a_whole_check_with_only_the_walker(tmp_path, _):

@@ -98,11 +98,15 @@ def _version(number: int) -> str:
     return f"{number // 1000}.{number % 1000 // 10}"  # CUDA's 12090 -> '12.9'
 
 
+def _text(name) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def environment() -> dict:
     """The machine and versions the report's heading names."""
     cupy, env = backend.cupy, {"date": datetime.date.today().isoformat(), "minidl": minidl.__version__}
     lookups = {
-        "device": lambda: cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        "device": lambda: _text(cupy.cuda.runtime.getDeviceProperties(0)["name"]),
         "cupy": lambda: cupy.__version__,
         "runtime": lambda: _version(cupy.cuda.runtime.runtimeGetVersion()),
         "driver": lambda: _version(cupy.cuda.runtime.driverGetVersion()),

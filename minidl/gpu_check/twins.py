@@ -195,6 +195,14 @@ def _leaves(value, path="result"):
         yield path, value
 
 
+def _named(path: str) -> str:
+    """'result[0][1]' -> 'returned[1]', 'result[1][0]' -> 'args[0]', 'result[2]['out']' -> "kwargs['out']"."""
+    for index, name in (("0", "returned"), ("1", "args"), ("2", "kwargs")):
+        if path.startswith(f"result[{index}]"):
+            return name + path[len(f"result[{index}]"):]
+    return path
+
+
 def _compare(path, expected, got, rtol, atol):
     """(max abs error, problem or '') for one array of the twin against the kernel's."""
     if got.shape != expected.shape or got.dtype != expected.dtype:
@@ -229,11 +237,14 @@ def run_case(case: Case, seed: int = 0) -> Result:
         got = getattr(kernels.CupyBackend, case.entry)(*device_args, **device_kwargs)
     except Exception as error:  # a kernel that raises is a failed case, not a stopped check
         return Result(case.entry, label, False, float("inf"), f"raised {type(error).__name__}: {error}")
-    pairs = list(zip(_leaves((expected, host_args, host_kwargs)), _leaves((got, device_args, device_kwargs))))
+    wanted, given = list(_leaves((expected, host_args, host_kwargs))), list(_leaves((got, device_args, device_kwargs)))
+    if [path for path, _ in wanted] != [path for path, _ in given]:
+        return Result(case.entry, label, False, float("inf"), f"the twin gives arrays at {[_named(p) for p, _ in wanted]}"
+                      f", the kernel at {[_named(p) for p, _ in given]}")
+    pairs = list(zip(wanted, given))
     worst, problems = 0.0, []
     for (path, want), (_, have) in pairs:
-        error, problem = _compare(path.replace("result[1]", "args").replace("result[2]", "kwargs")
-                                  .replace("result[0]", "returned"), numpy.asarray(want), cupy.asnumpy(have), rtol, atol)
+        error, problem = _compare(_named(path), numpy.asarray(want), cupy.asnumpy(have), rtol, atol)
         worst = max(worst, error)
         problems += [problem] if problem else []
     return Result(case.entry, label, not problems, worst, "; ".join(problems))
