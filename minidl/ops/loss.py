@@ -110,13 +110,13 @@ class CrossEntropyBackward(Function):
     def forward(self, z, g):
         xp = backend.get_array_module(z)
         g_hot = g * self.hot
-        g_sum = g_hot if self.spread is None else g_hot + g * self.spread * self._weight_total()  # g s
+        g_spread = None if self.spread is None else g * self.spread
+        g_sum = g_hot if g_spread is None else g_hot + g_spread * self._weight_total()  # g s
         gz = self.exp * (g_sum / self.exp_sum)[:, None]  # g s p
         rows = xp.arange(z.shape[0])
         kernels.backend_for(z).scatter_add(gz, (rows, self.classes), -g_hot)  # - g q: its one-hot part
-        if self.spread is not None:  # and its smoothing part
-            g_spread = (g * self.spread)[:, None]
-            gz -= g_spread if self.weight is None else g_spread * self.weight
+        if g_spread is not None:  # and its smoothing part
+            gz -= g_spread[:, None] if self.weight is None else g_spread[:, None] * self.weight
         return gz
 
     def backward(self, ggz):
