@@ -51,7 +51,7 @@ def test_the_plan_names_the_lessons_of_each_part(tmp_path):
     steps = cli.plan(cli.parse_args(["--part", "cifar"]), tmp_path)
     assert [s[1] for s in steps] == ["twins", "tests", "bench", "lessons", "lessons"]
     lessons = [cli.shown(s[2]) for s in steps if s[1] == "lessons"]
-    assert lessons[0].startswith("python lessons/05_cifar10_cnn.py --device cuda")
+    assert lessons[0] == f"python lessons/05_cifar10_cnn.py --device cuda --data {tmp_path}"
     assert lessons[1].startswith("python lessons/06_cifar10_resnet.py") and f"--data {tmp_path}" in lessons[1]
     assert "pytest -m gpu" in cli.shown(steps[1][2])
     assert cli.shown(steps[2][2]) == "python -m minidl.bench --device cuda"

@@ -156,8 +156,13 @@ def plan(args, data_root) -> list:
 
 
 def shown(argv) -> str:
-    """A command as a person types it: python, and paths inside the repository relative to it."""
-    words = ["python" if word == sys.executable else word for word in argv]
+    """A command as a person types it: python, paths inside the repository relative to it, and
+    without the lessons' --out (a scratch folder of this check's own)."""
+    words = list(argv)
+    if "--out" in words:
+        at = words.index("--out")
+        del words[at:at + 2]
+    words = ["python" if word == sys.executable else word for word in words]
     words = [os.path.relpath(word, REPO) if word.startswith(str(REPO)) else word for word in words]
     return shlex.join(words)
 
