@@ -204,8 +204,8 @@ def test_a_step_past_its_time_is_stopped_with_its_children(tmp_path):
               "print('working', flush=True); time.sleep(60)\n")
     status, seconds, output = cli.run_command([sys.executable, "-c", script], 3, tmp_path / "log")
     assert status == "timed out" and seconds < 30 and "working" in output
-    summary, _ = cli.summarise("lessons", status, output, 3)
-    assert summary == "stopped after 3 s; last line: working"
+    for key in ("tests", "bench", "lessons"):
+        assert cli.summarise(key, status, output, 3) == ("stopped after 3 s; last line: working", None)
     status, _, output = cli.run_command([sys.executable, "-c", "raise SystemExit('broken')"], 30, tmp_path / "log")
     assert status == "failed" and report.last_line(output) == "broken"
 

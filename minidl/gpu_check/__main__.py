@@ -183,6 +183,8 @@ def run_command(argv, timeout: float, log_path: Path):
 
 def summarise(key: str, status: str, output: str, timeout: float):
     """(one-line summary, parsed lesson fields or None) for a finished step."""
+    if status == "timed out":
+        return f"stopped after {timeout:.0f} s; last line: {report.last_line(output)}", None
     if key == "tests":
         return report.parse_pytest(output) or report.last_line(output), None
     if key == "bench" and status == "ok":
@@ -192,8 +194,7 @@ def summarise(key: str, status: str, output: str, timeout: float):
         if fields:
             return (f"{fields['accuracy']:.2f} % test, training {fields['training']:.1f} s, wall {fields['wall']:.1f} s, "
                     f"peak {fields['memory']}"), fields
-    ending = f"stopped after {timeout:.0f} s; last line: " if status == "timed out" else ""
-    return ending + report.last_line(output), None
+    return report.last_line(output), None
 
 
 def run_twins() -> tuple:
