@@ -140,9 +140,10 @@ for epoch in range(1, args.epochs + 1):
             seen += len(y)
             if step % 50 == 0 or step == len(train_loader):  # reading a number waits for the GPU: rarely
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.1%}")
+    loss_sum, correct = loss_sum.item(), correct.item()  # once per epoch
     test_loss, predicted, targets = common.evaluate(model, test_loader)
-    history["train_loss"].append(loss_sum.item() / seen)
-    history["train_acc"].append(correct.item() / seen)
+    history["train_loss"].append(loss_sum / seen)
+    history["train_acc"].append(correct / seen)
     history["test_loss"].append(test_loss)
     history["test_acc"].append(float((predicted == targets).mean()))
     print(f"epoch {epoch:2d}/{args.epochs}  train loss {history['train_loss'][-1]:.4f} "

@@ -18,9 +18,11 @@
 #    frame $t$ becomes $\hat x_{b,t} = (x_{b,t} - \mu_b) / \sigma_b$, with $\mu_b$ and $\sigma_b$ taken
 #    over the valid frames of the training clips.
 # 3. **Padded batches with lengths.** Clips differ in length (0.14 s to 2.3 s). A batch is
-#    one rectangular array padded to its longest clip, plus each clip's number of valid
+#    one rectangular array of the cut length (76 frames), plus each clip's number of valid
 #    frames. `nn.LSTM(..., lengths=)` keeps each sequence's state frozen past its end, so
 #    $h_n$ is the state at its own last frame (PyTorch does this with a PackedSequence).
+#    (Cutting a batch to its longest clip would save some steps, but the longest is a number
+#    on the GPU: reading it makes the CPU wait for the GPU at every step.)
 #    Clips longer than `--max-seconds` (8 of the 2,700 training clips) are cut there.
 # 4. **The model.** `LSTM(40 -> 128)` then `Linear(128 -> 10)` on the final hidden
 #    state: the LSTM's gates (lesson 08) let it keep what it heard early in the word.
@@ -106,9 +108,7 @@ class DigitLSTM(nn.Module):
 
     def forward(self, x, lengths):
         """x (B, T, N_MELS) padded frames, lengths (B,) valid frames -> logits (B, 10)."""
-        longest = int(lengths.max().item())
-        x = x[:, :longest]  # no step needs to run past the batch's longest clip
-        _, (h_n, _) = self.lstm(x, lengths=lengths)
+        _, (h_n, _) = self.lstm(x, lengths=lengths)  # frames past a clip's length leave its state as it is
         return self.classifier(self.dropout(h_n[-1]))  # h_n[-1]: each clip's state at its last frame
 
 
