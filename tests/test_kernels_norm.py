@@ -169,6 +169,24 @@ def test_backward_twin_and_kernels_match_the_math(kernel_launches, data):
     assert kernel_launches == ["bn_backward_sums", "bn_backward_dx"]
 
 
+@settings(max_examples=20)
+@given(data=st.data())
+def test_inference_twin_and_kernel_match_the_math(kernel_launches, data):
+    kernel_launches.clear()
+    x, gamma, beta, residual, _, relu = draw_case(data)
+    rng = np.random.default_rng(data.draw(seeds, label="seed of the statistics"))
+    mean, var = rng.standard_normal(x.shape[1]).astype(np.float32), rng.uniform(0.5, 2, x.shape[1]).astype(np.float32)
+    expected = np.empty(x.shape)
+    for c in range(x.shape[1]):  # with the given statistics, not the batch's
+        z = gamma[c] * (x[:, c].astype(np.float64) - mean[c]) / np.sqrt(var[c] + 1e-5) + beta[c]
+        expected[:, c] = np.maximum(z, 0) if relu else z
+    expected = expected if residual is None else expected + residual
+    for table in (kn.NumpyNorm, kn.CupyNorm):
+        y = table.batch_norm_inference(x, mean, var, gamma, beta, 1e-5, relu, residual)
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    assert kernel_launches == ["bn_apply"]
+
+
 @pytest.mark.parametrize("momentum", [0.1, np.array(0.25)])  # a number: in the kernel; a 0-d array: array ops
 def test_running_statistics_are_updated_in_place(kernel_launches, momentum):
     rng = np.random.default_rng(1)
@@ -297,7 +315,18 @@ def test_module_equals_batchnorm_then_relu(device, kwargs, with_residual):
         np.testing.assert_allclose(buffer.numpy(), dict(plain.named_buffers())[name].numpy(), rtol=1e-5)
     fused_layer.eval(), plain.eval()
     x = minidl.randn(2, 3, 5, 5, device=device)
-    np.testing.assert_allclose(fused_layer(x, residual=None).numpy(), unfused(plain, x).numpy(), rtol=1e-5, atol=1e-6)
+    residual = minidl.randn(2, 3, 5, 5, device=device) if with_residual else None
+    y = fused_layer(x, residual)
+    np.testing.assert_allclose(y.numpy(), unfused(plain, x, residual).numpy(), rtol=1e-5, atol=1e-6)
+    if fused_layer.track_running_stats:  # evaluation: the running statistics, written out
+        rm, rv = (minidl.backend.to_numpy(b.data).reshape(1, 3, 1, 1) for b in (plain.running_mean, plain.running_var))
+        g, b = ((np.ones(3), np.zeros(3)) if not plain.affine else (plain.weight.numpy(), plain.bias.numpy()))
+        z = g.reshape(1, 3, 1, 1) * (x.numpy() - rm) / np.sqrt(rv + plain.eps) + b.reshape(1, 3, 1, 1)
+        expected = np.maximum(z, 0) + (0 if residual is None else residual.numpy())
+        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-5)
+    x.requires_grad_()
+    fused_layer(x, residual).sum().backward()  # with a gradient wanted, evaluation is composed of ops
+    assert x.grad is not None and x.grad.shape == x.shape
 
 
 def test_conv_output_layout_goes_through_without_a_copy(device):
@@ -361,6 +390,10 @@ def test_launches_per_batchnorm_relu_add(with_residual):
         assert report["launches"] == launches, region.sites()
         assert report["syncs"] == report["float64_arrays"] == 0
     assert forward.report()["kernels"] == backward.report()["kernels"] == 2
+    layer.eval()
+    with minidl.no_grad(), meter.measure() as evaluation:
+        layer(channel_major_x, residual)
+    assert evaluation.report()["launches"] == evaluation.report()["kernels"] == 1  # bn_apply
 
 
 # --------------------------------------------------------------------------- #

@@ -17,8 +17,9 @@ The residual's gradient is dy itself: it needs no kernel. z is recomputed from x
 (two multiply-adds) rather than kept: nothing but x and two numbers per channel is saved.
 
 So on a GPU a BatchNorm + ReLU + residual add is 2 launches forward and 2 backward (the same
-layers as separate array ops, running statistics included: 23 forward and 13 backward). The kernels read and write arrays through strides,
-so both activation layouts work without a copy: C-contiguous (N, C, *spatial), and the
+layers as separate array ops, running statistics included: 23 forward and 13 backward), and in
+evaluation, with the running statistics, bn_apply alone. The kernels read and write arrays through
+strides, so both activation layouts work without a copy: C-contiguous (N, C, *spatial), and the
 (N, C, H, W) view of (C, N, H, W) storage that conv2d returns (minidl/ops/conv.py).
 """
 
@@ -111,6 +112,11 @@ class NumpyNorm:
         return apply(x, mean, var, gamma, beta, eps, relu, residual), mean, var
 
     @staticmethod
+    def batch_norm_inference(x, running_mean, running_var, gamma, beta, eps, relu=False, residual=None):
+        """y = act(gamma * (x - running_mean) / sqrt(running_var + eps) + beta) [+ residual]: evaluation."""
+        return apply(x, running_mean, running_var, gamma, beta, eps, relu, residual)
+
+    @staticmethod
     def batch_norm_backward(dy, x, mean, var, gamma, beta, eps, relu=False):
         """(dx, g_gamma, g_beta) for the forward above (the residual's gradient is dy)."""
         x_hat = normalised(x, mean, var, eps)
@@ -168,20 +174,30 @@ class CupyNorm(NumpyNorm):  # pragma: no cover - GPU (or fakecupy)
         cupy = backend.cupy
         (n, c, s), (xs, sn, sc) = sizes(x), storage(x)
         mean, var = cupy.empty(x.shape[1], numpy.float32), cupy.empty(x.shape[1], numpy.float32)
-        in_kernel = running_mean is not None and running_var is not None and isinstance(momentum, (int, float, numpy.floating))
+        number = isinstance(momentum, (int, float, numpy.floating))
+        in_kernel = running_mean is not None and running_var is not None and number
         running = (running_mean, running_var) if in_kernel else (mean, var)  # (stand-ins when update = 0)
         launch.launch(FILE, "bn_stats", int(c) * REDUCE_BLOCK,
                       (xs, sn, sc, n, c, s, mean, var, *running, numpy.float32(momentum if in_kernel else 0),
                        numpy.int32(in_kernel)), block=REDUCE_BLOCK)
         if not in_kernel:  # momentum is a device scalar (a cumulative average), or one buffer is missing
             update_running(running_mean, running_var, mean, var, int(n * s), momentum)
+        return CupyNorm.batch_norm_inference(x, mean, var, gamma, beta, eps, relu, residual), mean, var
+
+    @staticmethod
+    def batch_norm_inference(x, mean, var, gamma, beta, eps, relu=False, residual=None):
+        """One launch: bn_apply, with the given (running or batch) statistics."""
+        if not fused_kernels_apply(x, mean, var, gamma, beta, residual):
+            return NumpyNorm.batch_norm_inference(x, mean, var, gamma, beta, eps, relu, residual)
+        cupy = backend.cupy
+        (n, c, s), (xs, sn, sc) = sizes(x), storage(x)
         rs, rn, rc = storage(residual) if residual is not None else (xs, sn, sc)
         y = empty_like_layout(x)
         launch.launch(FILE, "bn_apply", x.size,
-                      (xs, sn, sc, rs, rn, rc, numpy.int32(residual is not None), mean, var,
-                       cupy.ascontiguousarray(gamma), cupy.ascontiguousarray(beta), numpy.float32(eps),
-                       numpy.int32(relu), storage(y)[0], n, c, s))
-        return y, mean, var
+                      (xs, sn, sc, rs, rn, rc, numpy.int32(residual is not None), cupy.ascontiguousarray(mean),
+                       cupy.ascontiguousarray(var), cupy.ascontiguousarray(gamma), cupy.ascontiguousarray(beta),
+                       numpy.float32(eps), numpy.int32(relu), storage(y)[0], n, c, s))
+        return y
 
     @staticmethod
     def batch_norm_backward(dy, x, mean, var, gamma, beta, eps, relu=False):
@@ -270,7 +286,17 @@ def _check_backward_layouts(rng):
     return (rng.standard_normal(x.shape).astype(numpy.float32), x, mean, var, gamma, beta, 1e-5), {"relu": False}
 
 
+def _check_inference_channel_major(rng):
+    """Evaluation: running statistics, a channel-major x, a C-contiguous residual, ReLU."""
+    x = _channel_major(rng.standard_normal((16, 5, 6, 6)).astype(numpy.float32))
+    mean, var = rng.standard_normal(5).astype(numpy.float32), rng.uniform(0.5, 2, 5).astype(numpy.float32)
+    gamma, beta = rng.uniform(0.5, 2, 5).astype(numpy.float32), rng.uniform(-1, 1, 5).astype(numpy.float32)
+    residual = rng.standard_normal(x.shape).astype(numpy.float32)
+    return (x, mean, var, gamma, beta, 1e-5), {"relu": True, "residual": residual}
+
+
 CHECK_CASES = [
+    ("batch_norm_inference", _check_inference_channel_major),
     ("batch_norm_forward", _check_forward_2d_many_rows),
     ("batch_norm_forward", _check_forward_far_from_zero, {"atol": 1e-3}),
     ("batch_norm_backward", _check_backward_layouts, {"atol": 1e-4}),

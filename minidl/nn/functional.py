@@ -113,9 +113,7 @@ def _batch_norm(name, input, running_mean, running_var, weight, bias, training, 
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError(f"{name}: evaluation (training=False) needs running_mean and running_var")
-        y = batch_norm_eval(input, running_mean, running_var, weight, bias, eps)
-        y = relu(y) if activation == "relu" else y
-        return y if residual is None else y + residual
+        return batch_norm_eval(input, running_mean, running_var, weight, bias, eps, activation, residual)
     count = input.numel() // channels if channels else 0
     if count <= 1:
         raise ValueError(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from minidl import kernels
 from minidl.autograd import Function
+from minidl.grad_mode import is_grad_enabled
 from minidl.ops.activation import relu
 from minidl.ops.reduce import mean
 from minidl.ops.shape import reshape
@@ -104,10 +105,32 @@ def batch_norm_train(x, gamma, beta, eps, activation=None, residual=None, runnin
     return y, op.batch_mean, op.batch_var
 
 
-def batch_norm_eval(x, running_mean, running_var, gamma, beta, eps):
-    """Normalise x with fixed statistics: an affine map per channel,
-    y = x * (gamma / sqrt(rv + eps)) + (beta - rm * gamma / sqrt(rv + eps)); composed of ops."""
+class BatchNormInference(Function):
+    """y = act(gamma * (x - rm) / sqrt(rv + eps) + beta) [+ residual] with fixed statistics (rm, rv):
+    evaluation's batch norm in one pass (one launch on a GPU). It records no graph, so it has no
+    gradient: ``batch_norm_eval`` uses it only when none is wanted, and composes ops otherwise."""
+
+    differentiable = False
+
+    def __init__(self, eps, activation=None):
+        self.eps, self.relu = eps, activation == "relu"
+
+    def forward(self, x, running_mean, running_var, gamma, beta, *residual):
+        return kernels.backend_for(x).batch_norm_inference(
+            x, running_mean, running_var, gamma, beta, self.eps, self.relu, residual[0] if residual else None)
+
+
+def batch_norm_eval(x, running_mean, running_var, gamma, beta, eps, activation=None, residual=None):
+    """Normalise x with fixed statistics: an affine map per channel, then act (None or 'relu') and
+    add ``residual`` if given: y = act(x * (gamma / sqrt(rv + eps)) + (beta - rm * gamma / sqrt(rv + eps))) [+ r].
+    When no gradient is wanted (no_grad, or nothing requires grad: evaluation) that is one pass,
+    BatchNormInference; otherwise it is composed of ops, which autograd differentiates."""
+    tensors = [x, running_mean, running_var, gamma, beta] + ([] if residual is None else [residual])
+    if not (is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return BatchNormInference(eps, activation)(*tensors)
     shape = channel_shape(x.ndim, x.shape[1])
     scale = gamma * (running_var + eps) ** -0.5
     shift = beta - running_mean * scale
-    return x * reshape(scale, shape) + reshape(shift, shape)
+    y = x * reshape(scale, shape) + reshape(shift, shape)
+    y = relu(y) if activation == "relu" else y
+    return y if residual is None else y + residual
