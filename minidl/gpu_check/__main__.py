@@ -170,8 +170,10 @@ def shown(argv) -> str:
 def run_command(argv, timeout: float, log_path: Path):
     """Run argv in the repository (its own process group), output to log_path: (status, seconds, output)."""
     started = time.perf_counter()
+    env = dict(os.environ)  # this checkout's minidl, even where it is not pip-installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     with open(log_path, "w") as log:
-        child = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             status = "ok" if child.wait(timeout=timeout) == 0 else "failed"
         except subprocess.TimeoutExpired:
