@@ -281,7 +281,7 @@ def test_conv2d_keeps_no_columns(device):
     x = minidl.randn(2, 3, 8, 8, device=device, requires_grad=True)
     w = minidl.randn(4, 3, 3, 3, device=device, requires_grad=True)
     y = F.conv2d(x, w, minidl.zeros(4, device=device, requires_grad=True), padding=1)
-    assert type(y.grad_fn) is Convolution
+    assert type(y.grad_fn) is Convolution and y.grad_fn.inputs[0] is x  # padding inside: no Pad op before it
     kept = [name for name, value in vars(y.grad_fn).items() if hasattr(value, "shape")]
     assert kept == [], f"Convolution keeps arrays {kept}; it should keep only its inputs"
 
