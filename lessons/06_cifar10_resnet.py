@@ -23,7 +23,7 @@
 #    The ReLU after it is fused into it: `nn.BatchNormReLU2d` is minidl's one-op form of
 #    `nn.BatchNorm2d` then `nn.ReLU` (same parameters, buffers, state_dict keys and numbers;
 #    on a GPU 2 passes over the activations forward and 2 backward, where the two layers take
-#    many). PyTorch has no such module: write `nn.BatchNorm2d(c), nn.ReLU()` there.
+#    3 and 4). PyTorch has no such module: write `nn.BatchNorm2d(c), nn.ReLU()` there.
 # 4. **Residual blocks**: $y = x + f(x)$, where $f$ is two conv-bn-relu layers. The identity path
 #    carries the signal (and, backwards, the gradient: $\partial y / \partial x = I + \partial f / \partial x$)
 #    past $f$ untouched, so $f$ only needs

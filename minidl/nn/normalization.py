@@ -114,8 +114,9 @@ class BatchNormReLU2d(BatchNorm2d):
     It computes exactly what ``BatchNorm2d`` followed by ``ReLU`` (and ``+ residual``) computes, with
     the same parameters, buffers and state_dict keys (a checkpoint of either loads into the other),
     training and evaluation modes. The difference is speed on a GPU: one op, whose forward is two
-    passes over the activations and backward two more, where the three separate layers take many
-    passes and keep two activation-sized arrays for backward (see minidl/kernels/norm.py).
+    passes over the activations and backward two more (evaluation: one), where the separate layers
+    take 4 forward (batch norm 2, ReLU 1, add 1) and 4 backward (the ReLU's mask is 2), and the
+    ReLU keeps its own output for backward (see minidl/kernels/norm.py).
 
     PyTorch has no such module: write ``nn.BatchNorm2d(c)`` then ``nn.ReLU()`` (and ``x + ...``) there.
     """
