@@ -189,9 +189,12 @@ class Clip(Function):
 
     def backward(self, gy):
         x = self.inputs[0].data
-        low = -numpy.inf if self.low is None else self.low
-        high = numpy.inf if self.high is None else self.high
-        inside = (x >= low) & (x <= high)
+        if self.high is None:  # one comparison for a one-sided clamp, not two and an &
+            inside = x >= self.low
+        elif self.low is None:
+            inside = x <= self.high
+        else:
+            inside = (x >= self.low) & (x <= self.high)
         return gy * inside.astype(gy.dtype)
 
 
