@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 import minidl
 from minidl.autograd import Function
 from minidl.ops import norm, recurrent
+from minidl.ops.conv import Convolution
 from minidl.ops.recurrent_cells import CELLS
+from test_kernels_conv import convolution_case  # noqa: E402 (tests/ is on sys.path)
 
 small = st.integers(1, 3)
 seeds = st.integers(0, 2**32 - 1)
@@ -89,6 +91,7 @@ def fused_recurrence_case(data, device):
 
 CASES = {
     norm.BatchNorm: batch_norm_case,
+    Convolution: convolution_case,
     recurrent.FusedCell: fused_cell_case,
     recurrent.FusedRecurrence: fused_recurrence_case,
 }
