@@ -49,7 +49,8 @@ class Adam(Optimizer):
         self._step(params, [p.grad.data for p in params], group)
 
     def update(self, p, grad, state, group):
-        """One parameter, from the raw gradient array ``grad`` (subclasses may change it first)."""
+        """One parameter, from the raw gradient array ``grad`` (a subclass may change it first, then call
+        this); ``state`` is ``self.state[p]``, which the update keeps."""
         self._step([p], [grad], group)
 
     def _step(self, params, grads, group):
