@@ -4,6 +4,8 @@ ReLU cost on the fake GPU.
 
 * twins vs reference: hypothesis draws shapes, kernel, stride, padding, dilation, ceil_mode,
   ties and NaNs; values and winner indices must match exactly, gradients to rounding;
+* the CUDA source itself: pool.cu compiled for the CPU by g++ (one "thread" walks the grid), run
+  on the arguments the glue passes, must equal the twins;
 * glue: ``launch.launch`` is replaced by a checker that reads each kernel's C signature from
   pool.cu, checks every argument (dtype, C-contiguity, exact scalar type) and runs the kernel's
   EMULATE adapter; the CuPy entries must then equal the twins, for C-contiguous and for
@@ -12,8 +14,11 @@ ReLU cost on the fake GPU.
   cross-entropy step makes no float64 array and no host sync.
 """
 
+import ctypes
 import os
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -181,6 +186,63 @@ def test_kernels_equal_the_twins(kernel_launches, case, layout):
     gx = kp.CupyPool.max_pool2d_backward(gy, index, x.shape, *geometry)
     np.testing.assert_allclose(gx, kp.NumpyPool.max_pool2d_backward(gy, index, x.shape, *geometry), atol=1e-6)
     assert kernel_launches[-2:] == ["max_pool2d_forward_f32", "max_pool2d_backward_f32"]
+
+
+# --------------------------------------------------------------------------- #
+# The CUDA source, compiled for the CPU: the kernels' own index arithmetic, run without a GPU
+# --------------------------------------------------------------------------- #
+PRELUDE = """
+#include <cstring>
+struct Dim { long long x; };
+static const Dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};  // one thread walks the grid
+static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
+#define __global__
+"""
+
+
+@pytest.fixture(scope="module")
+def cuda_on_cpu(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    folder = tmp_path_factory.mktemp("pool_cu")
+    (folder / "pool.cpp").write_text(PRELUDE + launch.source("pool.cu"))
+    subprocess.run(["g++", "-shared", "-fPIC", "-O1", "-o", str(folder / "pool.so"), str(folder / "pool.cpp")],
+                   check=True)
+    return ctypes.CDLL(str(folder / "pool.so"))
+
+
+def c_arguments(args):
+    """numpy arrays as pointers, numpy scalars as the C types they stand for."""
+    types = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float}
+    return [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else types[type(a)](a) for a in args]
+
+
+def launched_by(monkeypatch, call):
+    """What CupyPool's glue returns, and the (name, arguments) it launches (numpy standing in for cupy)."""
+    launched = []
+    monkeypatch.setattr(kp.backend, "cupy", np)
+    monkeypatch.setattr(launch, "launch", lambda filename, name, threads, args: launched.append((name, args)))
+    return call(), launched
+
+
+@given(case=pool_cases(), layout=st.sampled_from(["contiguous", "channel-major"]))
+def test_cuda_source_matches_the_twins(cuda_on_cpu, case, layout):
+    x, geometry, ceil_mode = case
+    x = channel_major(x) if layout == "channel-major" else x
+    expected, expected_index = kp.NumpyPool.max_pool2d_forward(x, *geometry, ceil_mode)
+    gy = channel_major(np.random.default_rng(3).standard_normal(expected.shape).astype(np.float32))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        (y, index), [(name, arguments)] = launched_by(
+            monkeypatch, lambda: kp.CupyPool.max_pool2d_forward(x, *geometry, ceil_mode))
+        y[...], index[...] = 7, 7
+        cuda_on_cpu[name](*c_arguments(arguments))
+        np.testing.assert_array_equal(y, expected)
+        np.testing.assert_array_equal(index, expected_index)
+        gx, [(name, arguments)] = launched_by(
+            monkeypatch, lambda: kp.CupyPool.max_pool2d_backward(gy, index, x.shape, *geometry))
+        gx[...] = np.nan
+        cuda_on_cpu[name](*c_arguments(arguments))
+        np.testing.assert_allclose(gx, kp.NumpyPool.max_pool2d_backward(gy, index, x.shape, *geometry), atol=1e-6)
 
 
 def test_other_dtypes_fall_back_to_the_twins(kernel_launches):
