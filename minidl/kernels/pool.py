@@ -17,8 +17,10 @@ when it lies inside the image; the padding is never read (it counts as -inf). Th
   (h, w). On the GPU a gather: one thread per input pixel adds, in a fixed order, the gradients
   of the at most KH*KW windows that can reach it: deterministic, no atomics.
 
-One launch each on a GPU (float32); the twins loop over the KH*KW kernel offsets, with
-whole-batch array work per offset.
+One launch each on a GPU (float32). The forward twin stacks the K = KH*KW pixels of every
+window (one copy of x, like im2col) and finds each window's max and first maximum in whole-array
+passes; the backward twin adds the gradients one kernel offset at a time (a loop over offsets,
+never over pixels). A global window (one per plane) takes argmax and a one-hot instead.
 """
 
 from __future__ import annotations
