@@ -79,7 +79,10 @@ def _counted(call, *args, **kwargs):
 
 
 def _index(key):
-    """An index: device arrays unwrapped; host arrays and lists allowed (cupy copies them in)."""
+    """An index: device arrays unwrapped; host arrays and lists allowed (cupy copies them in: counted)."""
+    for part in key if isinstance(key, tuple) else (key,):
+        if isinstance(part, (numpy.ndarray, list)):
+            meter.transfer_in(numpy.asarray(part).nbytes)
     return _unwrap(key, allow_host=True)
 
 
