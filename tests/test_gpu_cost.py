@@ -137,3 +137,21 @@ def test_sites_name_the_line_in_minidl_that_launched():
     sites = dict(m.sites())
     assert any(site.startswith("minidl/kernels/basic.py:") and "scatter_add" in site for site in sites), sites
     assert any("test_gpu_cost.py" in site for site in sites), sites
+
+
+def _gpu_cost(*args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "minidl.gpu_cost", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_command_prints_one_json_object_or_a_table_with_sites():
+    costs = json.loads(_gpu_cost("--model", "cnn_b32", "--json"))
+    assert list(costs) == ["cnn_b32"]
+    keys = {"launches_per_step", "syncs_per_step", "float64_per_step", "h2d_bytes_per_step", "d2h_bytes_per_step",
+            "peak_device_mib", "matmuls_per_step", "kernels_per_step"}
+    assert keys <= set(costs["cnn_b32"]) and costs["cnn_b32"]["matmuls_per_step"] >= 6  # 2 Linear + 2 Conv, fwd + bwd
+    table = _gpu_cost("--model", "cnn_b32", "--sites", "5")
+    assert "cnn_b32: top launch sites" in table and "minidl/" in table
