@@ -6,12 +6,18 @@
 * the CUDA kernels' glue (CupyRecurrent) run on the CPU: ``launch`` is replaced by a stand-in that
   checks every argument against the kernel's C signature in recurrent.cu and calls the kernel's
   EMULATE adapter; float32 launches one kernel, other dtypes run the twin;
+* the CUDA source itself: recurrent.cu compiled for the CPU by g++ (one "thread" walks the grid),
+  run on the arguments the glue passes, against the twins (the cases minidl.gpu_check runs on a GPU);
 * on the 'cuda' device (a GPU, or MINIDL_FAKE_CUDA=1): float32 layers (the kernels) against the CPU,
   device lengths (no sync; their values checked in anomaly mode), and on the CPU stand-in the cost
   of lesson 10's LSTM per time step (launches, syncs, float64 arrays) counted by minidl.fakecupy.meter.
 """
 
+import copy
+import ctypes
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -224,6 +230,59 @@ def test_inputs_of_any_layout_other_dtypes_and_outputs_that_must_be_contiguous(k
     out = np.empty((2, 3), dtype=np.float32).T  # (3, 2), not C-contiguous
     with pytest.raises(ValueError, match="outputs must be C-contiguous"):
         kr.CupyRecurrent.rnn_forward(a["h"], a["h"], a["b_hh"][:2], a["h"], None, out, out, out, True)
+
+
+# --------------------------------------------------------------------------- #
+# The CUDA source, compiled for the CPU: the kernels' own indexing and math, run without a GPU
+# --------------------------------------------------------------------------- #
+PRELUDE = """
+#include <math.h>
+struct Dim { long long x; };
+static const Dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};  // one thread walks the grid
+#define __global__
+#define __device__
+#define __forceinline__ inline
+"""
+
+
+@pytest.fixture(scope="module")
+def cuda_on_cpu(tmp_path_factory):
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    folder = tmp_path_factory.mktemp("recurrent_cu")
+    (folder / "recurrent.cpp").write_text(PRELUDE + launch.source("recurrent.cu"))
+    subprocess.run(["g++", "-shared", "-fPIC", "-O1", "-o", str(folder / "recurrent.so"),
+                    str(folder / "recurrent.cpp")], check=True)
+    return ctypes.CDLL(str(folder / "recurrent.so"))
+
+
+def c_arguments(args):
+    """numpy arrays as pointers, numpy scalars as the C types they stand for."""
+    types = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float}
+    return [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else types[type(a)](a) for a in args]
+
+
+@pytest.mark.parametrize("case", kr.CHECK_CASES, ids=lambda case: case[1].__name__)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cuda_source_matches_the_twins(cuda_on_cpu, monkeypatch, case, seed):
+    entry, make = case[:2]
+    args = make(np.random.default_rng(seed))
+    twin_args, kernel_args = copy.deepcopy(args), copy.deepcopy(args)
+    getattr(kr.NumpyRecurrent, entry)(*twin_args)
+    launched = []
+    monkeypatch.setattr(kr.backend, "cupy", np)
+    monkeypatch.setattr(launch, "launch", lambda filename, name, threads, arguments: launched.append((name, arguments)))
+    getattr(kr.CupyRecurrent, entry)(*kernel_args)  # the glue: what it would launch
+    [(name, arguments)] = launched
+    assert name == entry
+    cuda_on_cpu[name](*c_arguments(arguments))  # writes kernel_args' outputs in place
+    for k, (got, expected) in enumerate(zip(kernel_args, twin_args)):
+        if isinstance(got, np.ndarray):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=f"{entry} argument {k}")
+
+
+def test_every_cupy_entry_has_gpu_check_cases():
+    assert {case[0] for case in kr.CHECK_CASES} == set(kr.EMULATE)
 
 
 # --------------------------------------------------------------------------- #

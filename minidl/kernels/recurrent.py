@@ -249,3 +249,64 @@ EMULATE = {
     "rnn_forward": _emulate(NumpyRecurrent.rnn_forward, relu=True),
     "rnn_backward": _emulate(NumpyRecurrent.rnn_backward, relu=True),
 }
+
+
+# --------------------------------------------------------------------------- #
+# Cases for minidl.gpu_check: each kernel against its twin on a GPU (outputs written in place)
+# --------------------------------------------------------------------------- #
+def _check_arrays(rng, gates, saved, batch=37, hidden=45):
+    """Inputs of one step (B = 37, H = 45: no multiple of a block), a third of the sequences ended."""
+    def normal(*shape):
+        return (rng.standard_normal(shape) * 1.5).astype(numpy.float32)
+
+    def zeros(*shape):
+        return numpy.zeros(shape, numpy.float32)
+
+    return dict(gx=normal(batch, gates * hidden), gh=normal(batch, gates * hidden), b_hh=normal(gates * hidden),
+                h=normal(batch, hidden), c=normal(batch, hidden), valid=rng.random(batch) < 0.67,
+                outs=[zeros(batch, hidden) for _ in range(3)], saved=zeros(batch, saved * hidden),
+                grads=[normal(batch, hidden) for _ in range(4)], dgx=zeros(batch, gates * hidden),
+                dgh=zeros(batch, gates * hidden))
+
+
+def _check_lstm_forward(rng):
+    a = _check_arrays(rng, 4, 5)
+    return a["gx"], a["gh"], a["b_hh"], a["h"], a["c"], a["valid"], *a["outs"], a["saved"]
+
+
+def _check_lstm_backward(rng):
+    a = _check_arrays(rng, 4, 5)
+    NumpyRecurrent.lstm_forward(a["gx"], a["gh"], a["b_hh"], a["h"], a["c"], a["valid"], *a["outs"], a["saved"])
+    return (*a["grads"], a["c"], a["saved"], a["valid"], a["dgx"])
+
+
+def _check_gru_forward(rng):
+    a = _check_arrays(rng, 3, 4)
+    return a["gx"], a["gh"], a["b_hh"], a["h"], None, *a["outs"][:2], a["saved"]
+
+
+def _check_gru_backward(rng):
+    a = _check_arrays(rng, 3, 4)
+    NumpyRecurrent.gru_forward(a["gx"], a["gh"], a["b_hh"], a["h"], a["valid"], *a["outs"][:2], a["saved"])
+    return (*a["grads"][:3], a["h"], a["saved"], a["valid"], a["dgx"], a["dgh"])
+
+
+def _check_rnn_forward_relu(rng):
+    a = _check_arrays(rng, 1, 1)
+    return a["gx"], a["gh"], a["b_hh"], a["h"], a["valid"], *a["outs"][:2], a["saved"], True
+
+
+def _check_rnn_backward_tanh(rng):
+    a = _check_arrays(rng, 1, 1)
+    NumpyRecurrent.rnn_forward(a["gx"], a["gh"], a["b_hh"], a["h"], a["valid"], *a["outs"][:2], a["saved"], False)
+    return (*a["grads"][:3], a["saved"], None, a["dgx"], False)
+
+
+CHECK_CASES = [
+    ("lstm_forward", _check_lstm_forward),
+    ("lstm_backward", _check_lstm_backward),
+    ("gru_forward", _check_gru_forward),
+    ("gru_backward", _check_gru_backward),
+    ("rnn_forward", _check_rnn_forward_relu),
+    ("rnn_backward", _check_rnn_backward_tanh),
+]
