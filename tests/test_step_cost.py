@@ -109,6 +109,29 @@ def test_integer_draws_take_one_range_per_sample():
     assert set(np.unique(k[:, 2])) == {0, 1, 2, 3, 4} and k[:, 3].max() > 90
 
 
+def test_the_largest_draw_below_one_never_reaches_the_top_of_a_range(monkeypatch):
+    """integers() has no guard against u * span rounding up to span: check every span below 2**24."""
+    transform = T.RandomCrop(1)
+    for dtype in (np.float32, np.float64):
+        largest = np.nextafter(dtype(1), dtype(0))
+        monkeypatch.setattr(transform, "uniform", lambda batch, shape: np.full(shape, largest))
+        for start in range(1, 2**24, 2**22):
+            high = np.arange(start, min(start + 2**22, 2**24), dtype=np.int64)
+            np.testing.assert_array_equal(transform.integers(np.zeros(1, dtype), 0, high, high.shape), high - 1)
+        assert transform.integers(np.zeros(1, dtype), -5, 2**24 - 5, (1,))[0] == 2**24 - 6
+
+
+def test_a_legacy_random_state_draw_that_rounds_to_one_is_kept_below_one():
+    class Legacy:  # numpy's RandomState: random_sample without dtype, and a standard_normal
+        standard_normal = None
+
+        def random_sample(self, shape):
+            return np.full(shape, 1 - 2**-30)
+
+    u = T.RandomHorizontalFlip(generator=Legacy()).uniform(np.zeros(1, np.float32), (3,))
+    assert u.dtype == np.float32 and (u < 1).all()
+
+
 # --------------------------------------------------------------------------- #
 # GPU (the stand-in's meter): a step costs no sync, no float64 array
 # --------------------------------------------------------------------------- #

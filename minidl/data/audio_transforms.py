@@ -127,7 +127,7 @@ class _BandMasking(RandomTransform):
         n, size = x.shape[0], x.shape[axis]
         max_width = min(self.mask_param, size)
         width = self.integers(x, 0, max_width + 1, (n, self.num_masks))
-        start = self.integers(x, 0, size - width + 1, (n, self.num_masks))
+        start = self.integers(x, 0, (size + 1) - width, (n, self.num_masks))
         position = xp.arange(size)
         inside = (position >= start[..., None]) & (position < (start + width)[..., None])  # (N, masks, size)
         return inside.any(axis=1)

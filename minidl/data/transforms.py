@@ -125,25 +125,27 @@ class RandomTransform(Transform):
         draw = generator.random if hasattr(generator, "random") else generator.random_sample
         try:
             values = draw(shape, dtype=dtype)
-        except TypeError:  # numpy's legacy RandomState.random_sample takes no dtype: it draws on the host
-            values = draw(shape).astype(dtype)
+        except TypeError:  # numpy's legacy RandomState.random_sample takes no dtype: it draws on the host,
+            below_one = numpy.nextafter(dtype(1), dtype(0))  # and 1 - 2**-30 would round up to 1 in float32
+            values = numpy.minimum(draw(shape).astype(dtype), below_one)
         return backend.to_device(values, backend.device_of(batch))
 
     def integers(self, batch, low, high, shape):
         """int64 samples uniform over [low, high) (high excluded, as numpy's); ``low`` and ``high``
         may be int arrays on the batch's device that broadcast to ``shape`` (a range per sample):
 
-            k = low + floor(u * (high - low)),   u ~ U[0, 1) in float32
+            k = low + floor(u * (high - low)),   u ~ U[0, 1) (``uniform``: float32, or float64)
 
-        (uniform to within float32's rounding: for ranges below 2**24 values, far more than the
-        pixels or frames an offset runs over). It all stays on the device, in u's dtype and int64."""
-        xp = get_array_module(batch)
-        span = high - low
+        Uniform to within float32's rounding for ranges below 2**24 values (far more than the
+        pixels or frames an offset runs over), and never ``high``: u is at most 1 - 2**-24, and
+        that times any span below 2**24 rounds to less than the span (checked for every one).
+        It all stays on the device: u's dtype, then int64, no guard against rounding up."""
         u = self.uniform(batch, shape)
-        scale = span.astype(u.dtype) if hasattr(span, "astype") else u.dtype.type(span)
-        offsets = (u * scale).astype(numpy.int64)  # truncation = floor, as u * span >= 0
-        offsets = xp.minimum(offsets, span - 1)  # guards a product that rounds up to span
-        return offsets if isinstance(low, int) and low == 0 else offsets + low
+        starts_at_zero = isinstance(low, int) and low == 0
+        span = high if starts_at_zero else high - low
+        span = span.astype(u.dtype) if hasattr(span, "astype") else u.dtype.type(span)
+        offsets = (u * span).astype(numpy.int64)  # truncation = floor, as u * span >= 0
+        return offsets if starts_at_zero else offsets + low
 
     def normal(self, batch, shape, dtype):
         """Samples of the standard normal N(0, 1) with ``shape`` and ``dtype``, on the batch's device."""
