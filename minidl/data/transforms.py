@@ -174,10 +174,9 @@ class ToDtype(Transform):
 
     def __call__(self, x):
         check_batch(x, "ToDtype")
-        y = x.astype(self.dtype)
-        if self.scale and x.dtype.kind in "iu" and self.dtype.kind == "f":
-            y /= self.dtype.type(numpy.iinfo(x.dtype).max)  # in place: one new array, not two
-        return y
+        if self.scale and x.dtype.kind in "iu" and self.dtype.kind == "f":  # cast and divide in one pass
+            return get_array_module(x).divide(x, self.dtype.type(numpy.iinfo(x.dtype).max), dtype=self.dtype)
+        return x.astype(self.dtype)
 
 
 class Normalize(Transform):
