@@ -41,7 +41,8 @@ _FAKE_DIR = str(Path(__file__).resolve().parent)
 _MINIDL_DIR = str(Path(__file__).resolve().parents[1])
 _REPO_DIR = str(Path(__file__).resolve().parents[2])
 _NUMPY_DIR = str(Path(numpy.__file__).resolve().parent)
-_LAUNCHER = str(Path(__file__).resolve().parents[1] / "kernels" / "launch.py")  # credit the kernel's caller
+_KERNELS_DIR = str(Path(__file__).resolve().parents[1] / "kernels")
+_LAUNCHER = str(Path(_KERNELS_DIR) / "launch.py")  # the generic launcher: credit the entry that called it
 COUNTS = ("launches", "syncs", "h2d_bytes", "d2h_bytes", "float64_arrays", "allocated_bytes", "matmuls", "kernels")
 
 
@@ -130,24 +131,33 @@ def kernel() -> None:
     STATE.counts["kernels"] += 1
 
 
-_kind_of_file: dict = {}  # filename -> 0 in fakecupy, numpy or kernels/launch.py; 1 elsewhere in minidl; 2 outside
+_kind_of_file: dict = {}  # filename -> 0 fakecupy, numpy, kernels/launch.py; 3 kernels/; 1 rest of minidl; 2 outside
 
 
 def _kind(filename):
     kind = _kind_of_file.get(filename)
     if kind is None:
         path = str(Path(filename).resolve()) if not filename.startswith("<") else filename
-        kind = 0 if path.startswith((_FAKE_DIR, _NUMPY_DIR, _LAUNCHER)) else 1 if path.startswith(_MINIDL_DIR) else 2
+        kind = (0 if path.startswith((_FAKE_DIR, _NUMPY_DIR, _LAUNCHER)) else 3 if path.startswith(_KERNELS_DIR)
+                else 1 if path.startswith(_MINIDL_DIR) else 2)
         _kind_of_file[filename] = kind
     return kind
 
 
+def _describe(frame):
+    filename = frame.f_code.co_filename
+    if filename.startswith(_REPO_DIR):
+        filename = filename[len(_REPO_DIR) + 1:]
+    return f"{filename}:{frame.f_lineno} {frame.f_code.co_name}"
+
+
 def _record_site(what, amount=1):
-    """Credit the innermost frame inside minidl/ (outside fakecupy/); else the innermost caller's."""
+    """Credit the innermost frame inside minidl/ (outside fakecupy/), else the innermost caller's;
+    a backend-table entry (minidl/kernels/) is followed by its caller: 'kernels/... <- ops/...'."""
     frame, fallback = sys._getframe(2), None
     while frame is not None:
         kind = _kind(frame.f_code.co_filename)
-        if kind == 1:
+        if kind in (1, 3):
             break
         if kind == 2 and fallback is None:
             fallback = frame
@@ -155,10 +165,13 @@ def _record_site(what, amount=1):
     frame = frame or fallback
     if frame is None:
         return
-    filename = frame.f_code.co_filename
-    if filename.startswith(_REPO_DIR):
-        filename = filename[len(_REPO_DIR) + 1:]
-    site = f"{filename}:{frame.f_lineno} {frame.f_code.co_name}"
+    site = _describe(frame)
+    if _kind(frame.f_code.co_filename) == 3:
+        caller = frame.f_back
+        while caller is not None and _kind(caller.f_code.co_filename) in (0, 3):
+            caller = caller.f_back
+        if caller is not None:
+            site += f" <- {_describe(caller)}"
     for region in STATE.regions:
         region.site_counts[what][site] += amount
 
@@ -181,7 +194,8 @@ class Measurement:
 
     def sites(self, top: int = 15, what: str = "launches") -> list:
         """The ``top`` places in minidl that made the most launches (or ``what='syncs'``, ``'h2d_bytes'``):
-        a list of ("file:line function", count), the innermost frame in minidl outside the stand-in."""
+        a list of ("file:line function", count), the innermost frame in minidl outside the stand-in; for a
+        backend-table entry, " <- file:line function" of the code that called it."""
         return self.site_counts[what].most_common(top)
 
 
