@@ -104,6 +104,11 @@ def test_reading_a_value_is_a_sync_and_a_transfer():
     assert cost["syncs"] == 3 and cost["d2h_bytes"] == 4 + 24, cost
     assert cost["h2d_bytes"] == 40 and cost["float64_arrays"] == 1, cost
     assert cost["launches"] == 2, cost  # the comparison and the masked gather; uploads are bytes, not launches
+    with meter.measure() as m:
+        cp.nonzero(a)  # a result whose size depends on the data: the host waits for it
+        a.any()  # a 0-d device array: no wait
+        print(f"{a.max():.1f}", end="")  # printing reads the value
+    assert m.report()["syncs"] == 2 and m.report()["launches"] == 3, m.report()
 
 
 def test_matmuls_and_the_copy_of_a_transposed_batched_operand_are_counted():
