@@ -163,7 +163,7 @@ for label, fn in (
     began = time.perf_counter()
     passed = gradcheck(fn, inputs, names=names)
     print(f"gradcheck {label:<35}: {passed}  ({elements} elements, {time.perf_counter() - began:.2f} s)")
-print("The fused backward is LSTMGates.step_backward in minidl/ops/recurrent_cells.py: the derivative")
+print("The fused backward is NumpyRecurrent.lstm_backward in minidl/kernels/recurrent.py (lstm_backward in recurrent.cu on a GPU): the derivative")
 print("written out by hand (dc = dc' + dh' o (1 - tanh(c')^2), di = dc g, df = dc c, ...).")
 
 

@@ -148,7 +148,7 @@ for epoch in range(1, args.epochs + 1):
         model.train()
         loss_sum, correct, seen = 0, 0, 0  # loss_sum and correct become device scalars: no GPU sync per step
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True)
-        for step, (x, lengths, y) in enumerate(bar, 1):
+        for x, lengths, y in bar:
             logits = model(x, lengths)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad()
@@ -159,9 +159,7 @@ for epoch in range(1, args.epochs + 1):
                 loss_sum = loss_sum + loss * len(y)
                 correct = correct + (logits.argmax(axis=1) == y).sum()
             seen += len(y)
-            if step % 10 == 0 or step == len(train_loader):  # reading a number waits for the GPU: rarely
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.1%}")
-    loss_sum, correct = loss_sum.item(), correct.item()  # once per epoch
+    loss_sum, correct = loss_sum.item(), correct.item()  # read once per epoch: reading a GPU number waits for it
     test_loss, predicted, targets = common.evaluate(model, test_loader)
     history["train_loss"].append(loss_sum / seen)
     history["train_acc"].append(correct / seen)

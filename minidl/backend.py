@@ -80,7 +80,8 @@ def check_device_usable(device: Device) -> None:
     if not cuda_is_available():
         raise RuntimeError(
             f"device '{device}' was requested but CUDA is not available: "
-            "install a cupy wheel that matches your CUDA (pip install 'minidl[gpu]') "
+            "install the CuPy that matches your driver's CUDA (pip install 'minidl[cuda12]' or "
+            "'minidl[cuda13]'; nvidia-smi shows the version) "
             "and check that a GPU is visible, or use device='cpu'"
         )
     count = cupy.cuda.runtime.getDeviceCount()

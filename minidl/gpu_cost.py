@@ -113,8 +113,6 @@ def lesson10_lstm(nn, hidden=128):
             self.classifier = nn.Linear(hidden, CLASSES)
 
         def forward(self, x, lengths):
-            longest = int(lengths.max().item())
-            x = x[:, :longest]
             _, (h_n, _) = self.lstm(x, lengths=lengths)
             return self.classifier(self.dropout(h_n[-1]))
 

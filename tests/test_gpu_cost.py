@@ -36,7 +36,6 @@ BUDGETS = [
 # what today's main measures where a budget is not met yet (python -m minidl.gpu_cost): xfail until then
 MEASURED = {
     ("cnn_b32", "launches_per_step"): 66,
-    ("lstm_fsdd", "syncs_per_step"): 1,  # lesson 10's forward reads lengths.max().item()
 }
 
 

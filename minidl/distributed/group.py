@@ -54,7 +54,7 @@ def _import_nccl():
         return importlib.import_module(f"{cupy.__name__}.cuda.nccl")
     except ImportError as error:
         raise ImportError(f"init_process_group: backend 'nccl' expected CuPy built with NCCL, got {error}; "
-                          "install cupy-cuda12x (or cupy-cuda13x) on a machine with NVIDIA GPUs, "
+                          "install minidl[cuda12] (or minidl[cuda13]) on a machine with NVIDIA GPUs, "
                           "or use backend='mpi' for CPU tensors") from error
 
 
