@@ -16,6 +16,8 @@ Each family of entries sits in its own module, with both versions side by side:
     norm       batch norm forward and backward, with the ReLU and residual add that follow it
     optim      SGD / Adam / AdamW over every parameter at once
     recurrent  the LSTM cell's pointwise forward and backward
+    activation ReLU's backward (one pass, any dense layout)
+    loss       cross-entropy against class indices, forward and backward (one launch each)
 
 How the CPU stand-in for cupy (minidl.fakecupy) runs a kernel without a GPU: each family's
 ``EMULATE`` maps a kernel's name to a small adapter that unpacks the kernel's flat arguments
@@ -28,13 +30,14 @@ from __future__ import annotations
 import numpy
 
 from minidl import backend
-from minidl.kernels import basic, conv, norm, optim, pool, recurrent
+from minidl.kernels import activation, basic, conv, loss, norm, optim, pool, recurrent
 
-FAMILIES = (basic, conv, pool, norm, optim, recurrent)
+FAMILIES = (basic, conv, pool, norm, optim, recurrent, activation, loss)
 
 
 class NumpyBackend(basic.NumpyBasic, conv.NumpyConv, pool.NumpyPool, norm.NumpyNorm,
-                   optim.NumpyOptim, recurrent.NumpyRecurrent):
+                   optim.NumpyOptim, recurrent.NumpyRecurrent, activation.NumpyActivation,
+                   loss.NumpyLoss):
     """The NumPy twins: the table the CPU uses."""
 
     name = "numpy"
@@ -42,7 +45,8 @@ class NumpyBackend(basic.NumpyBasic, conv.NumpyConv, pool.NumpyPool, norm.NumpyN
 
 
 class CupyBackend(basic.CupyBasic, conv.CupyConv, pool.CupyPool, norm.CupyNorm,
-                  optim.CupyOptim, recurrent.CupyRecurrent):  # pragma: no cover - GPU (or fakecupy)
+                  optim.CupyOptim, recurrent.CupyRecurrent, activation.CupyActivation,
+                  loss.CupyLoss):  # pragma: no cover - GPU (or fakecupy)
     """The CUDA kernels: the table a GPU uses."""
 
     name = "cupy"

@@ -6,7 +6,7 @@ re-exports them (``F.softmax(x, dim=1)``).
 
 from __future__ import annotations
 
-from minidl import amp, backend, checks
+from minidl import amp, backend, checks, kernels
 from minidl.autograd import Function
 from minidl.ops.reduce import sum as sum_
 from minidl.ops.shape import dim_aliases
@@ -51,8 +51,26 @@ class ReLU(Function):
         return backend.get_array_module(x).maximum(x, 0)
 
     def backward(self, gy):
-        x = self.inputs[0]
-        return gy * (x.data > 0)  # a bool mask: float times bool stays float, no cast
+        return ReLUBackward(self.inputs[0].data)(gy)
+
+
+class ReLUBackward(Function):
+    """ReLU's backward as an op of gy:  gx = gy where x > 0, else 0   (x fixed);
+    it is linear in gy, so its own backward is itself:  d/dgy = ggx where x > 0, else 0.
+
+    One pass (the backend table's relu_backward: a kernel on a GPU) instead of a comparison
+    and a multiply."""
+
+    keeps_inputs = False  # backward needs only the mask's x
+
+    def __init__(self, x):
+        self.x = x
+
+    def forward(self, gy):
+        return kernels.backend_for(gy).relu_backward(gy, self.x)
+
+    def backward(self, ggx):
+        return ReLUBackward(self.x)(ggx)
 
 
 class LeakyReLU(Function):

@@ -11,8 +11,8 @@ An integer target y means q = one_hot(y); label smoothing eps mixes it with the 
 distribution, q = (1 - eps) one_hot(y) + eps / C; class weights w scale q.
 SoftmaxCrossEntropy takes q as a tensor (class probabilities, which may need a gradient);
 for class indices ClassIndexCrossEntropy computes the same loss and gradient from y
-directly, without building q: a log-softmax and a gather forward, one pass and a
-scatter-add backward.
+directly, without building q: one pass forward and one backward (the backend table's
+cross_entropy_forward/backward: kernels on a GPU, their NumPy twins in minidl/kernels/loss.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy
 
 from minidl import amp, backend, checks, kernels
 from minidl.autograd import Function
+from minidl.kernels.loss import class_index_targets, target_distribution
 from minidl.ops.activation import log_softmax, relu, sigmoid, softmax
 from minidl.ops.arithmetic import abs as abs_
 from minidl.ops.arithmetic import exp, log
@@ -61,88 +62,58 @@ class ClassIndexCrossEntropy(Function):
         q_n = hot_n one_hot(y_n) + spread_n w,   hot_n = (1 - eps) w_{y_n},  spread_n = eps / C
     (both 0 for an ignored row), and with lse_n = log sum_c exp(z_nc)  (so log p_nc = z_nc - lse_n),
         loss_n = hot_n (lse_n - z_{n,y_n}) + spread_n sum_c w_c (lse_n - z_nc);
-        dloss_n/dz_nc = p_nc sum(q_n) - q_nc,   sum(q_n) = hot_n + spread_n sum_c w_c   (CrossEntropyBackward).
+        dloss_n/dz_nc = p_nc s_n - q_nc,   s_n = sum(q_n) = hot_n + spread_n sum_c w_c   (CrossEntropyBackward).
 
-    ``classes`` (M,): each row's class (0 in ignored rows); ``target_weight`` (M,): w_{y_n} (0 in
-    ignored rows); ``counts`` (M,): whether a row counts; ``weight``: w (C,), or None for all ones.
-    lse = m + log sum exp(z - m) with m = max(z): no overflow, even for logits of +-1e4. Forward
-    keeps exp(z - m) and its row sums for backward."""
+    ``target`` (M,): the class indices as given; ``weight``: w (C,) in z's dtype, or None.
+    The backend table's cross_entropy_forward does it in one pass (a kernel on a GPU; its NumPy twin
+    in minidl/kernels/loss.py is the readable math) and returns, besides the loss, what backward and
+    the mean need: lse (M,), ``target_weight`` w_{y_n} (M,) (0 in ignored rows) and s (M,)."""
 
-    keeps_inputs = False  # backward reads what forward kept
-
-    def __init__(self, classes, target_weight, counts, num_classes, weight=None, label_smoothing=0.0):
-        dtype = target_weight.dtype.type  # numpy scalars of the data's dtype: no float64 temporaries
-        self.classes, self.weight = classes, weight
-        self.hot = target_weight * dtype(1 - label_smoothing) if label_smoothing else target_weight
-        self.spread = counts * dtype(label_smoothing / num_classes) if label_smoothing else None
+    def __init__(self, target, weight=None, ignore_index=-100, label_smoothing=0.0):
+        self.target, self.weight = target, weight
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, z):
-        xp = backend.get_array_module(z)
-        shifted = z - z.max(axis=1, keepdims=True)  # z - m
-        self.exp = xp.exp(shifted)
-        self.exp_sum = self.exp.sum(axis=1)
-        log_sum = xp.log(self.exp_sum)  # lse - m
-        loss = self.hot * (log_sum - xp.take_along_axis(shifted, self.classes[:, None], axis=1)[:, 0])
-        if self.spread is not None:  # sum_c w_c (lse - z_c) = sum(w) (lse - m) - sum_c w_c (z_c - m)
-            total, weighted = (z.shape[1], shifted.sum(axis=1)) if self.weight is None else \
-                (self.weight.sum(), shifted @ self.weight)
-            loss = loss + self.spread * (total * log_sum - weighted)
+        table = kernels.backend_for(z)
+        loss, self.lse, self.target_weight, self.target_sum = table.cross_entropy_forward(
+            z, self.target, self.weight, self.ignore_index, self.label_smoothing)
         return loss
 
     def backward(self, gy):
-        function = CrossEntropyBackward(self.exp, self.exp_sum, self.classes, self.hot, self.spread, self.weight)
-        return function(self.inputs[0], gy)
+        return CrossEntropyBackward(self)(self.inputs[0], gy)
 
 
 class CrossEntropyBackward(Function):
     """gz_nc = g_n (p_nc s_n - q_nc)  for the logits z and the loss gradient g (M,), with
-    p = softmax(z), q = hot one_hot(classes) + spread w and s_n = sum_c q_nc from ClassIndexCrossEntropy;
+    p = softmax(z), q and s_n = sum_c q_nc as in ClassIndexCrossEntropy (``loss``, which computed them);
     its own gradients:  d/dz: g_n s_n (t_nc - p_nc sum_c' t_nc') with t = ggz * p  (softmax's backward),
                         d/dg: sum_c ggz_nc (p_nc s_n - q_nc)
 
-    Forward reuses the loss's exp(z - m) and row sums (p = exp / sum): a scale per row and one
-    scatter-add of -g_n hot_n at each row's class (plus -g_n spread_n w under label smoothing)."""
+    Forward is the backend table's cross_entropy_backward: one pass (p recomputed from z and lse)."""
 
-    def __init__(self, exp, exp_sum, classes, hot, spread, weight):
-        self.exp, self.exp_sum, self.classes = exp, exp_sum, classes
-        self.hot, self.spread, self.weight = hot, spread, weight
+    def __init__(self, loss):
+        self.loss = loss
 
     def forward(self, z, g):
-        xp = backend.get_array_module(z)
-        g_hot = g * self.hot
-        g_spread = None if self.spread is None else g * self.spread
-        g_sum = g_hot if g_spread is None else g_hot + g_spread * self._weight_total()  # g s
-        gz = self.exp * (g_sum / self.exp_sum)[:, None]  # g s p
-        rows = xp.arange(z.shape[0])
-        kernels.backend_for(z).scatter_add(gz, (rows, self.classes), -g_hot)  # - g q: its one-hot part
-        if g_spread is not None:  # and its smoothing part
-            gz -= g_spread[:, None] if self.weight is None else g_spread[:, None] * self.weight
-        return gz
+        loss = self.loss
+        return kernels.backend_for(z).cross_entropy_backward(
+            z, loss.lse, g, loss.target, loss.target_weight, loss.target_sum, loss.weight, loss.ignore_index,
+            loss.label_smoothing)
 
     def backward(self, ggz):
         z, g = self.inputs
         p = softmax(z, axis=1)
-        s, q = Tensor.wrap(self.target_sums()), Tensor.wrap(self.targets())
+        s, q = Tensor.wrap(self.loss.target_sum), Tensor.wrap(self.targets())
         t = ggz * p
         gz = reshape(g * s, (-1, 1)) * (t - p * sum_(t, 1, keepdims=True))
         gg = sum_(ggz * (p * reshape(s, (-1, 1)) - q), 1)
         return gz, gg
 
-    def _weight_total(self):
-        return self.exp.shape[1] if self.weight is None else self.weight.sum()
-
-    def target_sums(self):
-        """s_n = sum_c q_nc = hot_n + spread_n sum_c w_c."""
-        return self.hot if self.spread is None else self.hot + self.spread * self._weight_total()
-
     def targets(self):
         """q (M, C) itself: for gradients of gradients only (the fast path never builds it)."""
-        xp = backend.get_array_module(self.hot)
-        one_hot = self.classes[:, None] == xp.arange(self.exp.shape[1])
-        q = xp.where(one_hot, self.hot[:, None], self.hot.dtype.type(0))
-        if self.spread is not None:
-            q = q + self.spread[:, None] * (1 if self.weight is None else self.weight)
-        return q
+        loss = self.loss
+        return target_distribution(loss.target, loss.target_weight, self.inputs[0].shape[1], loss.weight,
+                                   loss.ignore_index, loss.label_smoothing)
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -235,26 +206,6 @@ def classes_last(input, target, op: str):
     return rows, target, loss_shape
 
 
-def class_index_targets(target, num_classes, dtype, weight=None, ignore_index=-100, op="cross_entropy"):
-    """What class indices y (M,) ask for, as PyTorch defines it: (classes, target_weight, counts) with
-    counts_n = [y_n != ignore_index],  classes_n = y_n (0 in ignored rows),
-    target_weight_n = w_{y_n} (0 in ignored rows; w = 1 without class weights), all (M,) arrays.
-    A target outside 0..C-1 raises IndexError on the CPU and gets a NaN weight on a GPU (so a NaN loss):
-    there, checking would make every step wait for the device."""
-    xp, dtype = backend.get_array_module(target), numpy.dtype(dtype)
-    counts = target != ignore_index
-    wanted = xp.where(counts, target, 0)
-    classes = wanted.clip(0, num_classes - 1)
-    out_of_range = classes != wanted
-    if xp is numpy and out_of_range.any():
-        bad = int(wanted[out_of_range][0])
-        raise IndexError(
-            f"{op}: target {bad} is out of bounds for {num_classes} classes (expected 0..{num_classes - 1})"
-        )
-    target_weight = counts if weight is None else weight.data.astype(dtype, copy=False)[classes] * counts
-    return classes, xp.where(out_of_range, dtype.type(numpy.nan), target_weight).astype(dtype, copy=False), counts
-
-
 def class_index_distribution(
     target, num_classes, dtype, weight=None, ignore_index=-100, label_smoothing=0.0, op="cross_entropy"
 ):
@@ -264,7 +215,8 @@ def class_index_distribution(
     (cross_entropy never builds q: ClassIndexCrossEntropy works from the class_index_targets.)
     """
     xp, dtype = backend.get_array_module(target), numpy.dtype(dtype)
-    classes, target_weight, counts = class_index_targets(target, num_classes, dtype, weight, ignore_index, op)
+    w = None if weight is None else weight.data
+    classes, target_weight, counts = class_index_targets(target, num_classes, dtype, w, ignore_index, op)
     one_hot = classes[:, None] == xp.arange(num_classes)
     q = xp.where(one_hot, (target_weight * dtype.type(1 - label_smoothing))[:, None], dtype.type(0))
     if label_smoothing:
@@ -302,10 +254,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             q = q * (1 - label_smoothing) + label_smoothing / num_classes
         q, divisor = (q if weight is None else q * weight.astype(rows.dtype)), None
     else:
-        classes, target_weight, counts = class_index_targets(target_rows, num_classes, rows.dtype, weight, ignore_index)
         w = None if weight is None else weight.data.astype(rows.dtype, copy=False)
-        fused = ClassIndexCrossEntropy(classes, target_weight, counts, num_classes, w, label_smoothing)
-        return reduce_loss(reshape(fused(rows), loss_shape), reduction, target_weight.sum())
+        fused = ClassIndexCrossEntropy(target_rows, w, ignore_index, label_smoothing)
+        loss = reshape(fused(rows), loss_shape)
+        return reduce_loss(loss, reduction, fused.target_weight.sum() if reduction == "mean" else None)
     loss = SoftmaxCrossEntropy()(rows, q)
     return reduce_loss(reshape(loss, loss_shape), reduction, divisor)
 
