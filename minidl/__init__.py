@@ -18,6 +18,7 @@ from minidl.autograd import (
     set_grad_enabled,
 )
 from minidl.backend import Device, get_default_device, set_default_device
+from minidl.cuda import get_float32_matmul_precision, set_float32_matmul_precision  # TF32 on the GPU, as torch
 from minidl import random  # generators and their saved states (minidl.Generator, get_rng_state)
 from minidl.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from minidl.creation import (
