@@ -114,11 +114,8 @@ def test_real_cupy_has_the_api_the_switch_uses():
 @pytest.mark.gpu
 @pytest.mark.skipif(not minidl.cuda.is_available(), reason="needs cupy and a GPU (or MINIDL_FAKE_CUDA=1)")
 def test_tf32_products_on_the_gpu_stay_close_to_float32():
-    """With TF32 allowed a float32 product is ~1e-3 relative off at most (10-bit mantissas, float32 sums)."""
-    try:
-        backend.cupy._core.set_compute_type  # noqa: B018
-    except AttributeError:
-        pytest.skip("this cupy stand-in has no cupy._core.set_compute_type yet")
+    """With TF32 allowed a float32 product is ~1e-3 relative off at most (10-bit mantissas, float32 sums).
+    (On the CPU stand-in the switch is recorded but the products stay numpy's float32 ones.)"""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((64, 256)).astype(np.float32), rng.standard_normal((256, 32)).astype(np.float32)
     exact = a.astype(np.float64) @ b.astype(np.float64)
@@ -134,3 +131,24 @@ def test_tf32_products_on_the_gpu_stay_close_to_float32():
     fake = getattr(backend.cupy, "__name__", "").startswith("minidl.fakecupy")
     if not fake and int(backend.cupy.cuda.Device().compute_capability) >= 80:
         assert np.max(np.abs(fast - full) / scale) > 1e-6  # the switch did change the products (TF32 on)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not minidl.cuda.is_available(), reason="needs cupy and a GPU (or MINIDL_FAKE_CUDA=1)")
+def test_the_switch_reaches_cupys_compute_type():
+    """minidl.cuda's switch sets what cupy._core.get_compute_type(float32) reports (real CuPy or the stand-in);
+    float64 products keep their own compute type."""
+    fake = getattr(backend.cupy, "__name__", "").startswith("minidl.fakecupy")
+    if not fake and int(backend.cupy.cuda.Device().compute_capability) < 80:
+        pytest.skip("TF32 needs compute capability 8.0 or later (CuPy keeps the default there)")
+    core = backend.cupy._core
+    linalg = core._routines_linalg
+    float64_before = core.get_compute_type(np.float64)
+    try:
+        cuda.matmul.allow_tf32 = True
+        assert core.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32
+        cuda.set_float32_matmul_precision("highest")
+        assert core.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_DEFAULT
+        assert core.get_compute_type(np.float64) == float64_before
+    finally:
+        cuda.matmul.allow_tf32 = False

@@ -183,3 +183,95 @@ def test_strict_mode_refuses_what_real_cupy_lacks(use, words):
     with pytest.raises((TypeError, AttributeError), match=words):
         use(cp.ones((2, 3), dtype=np.float32))
     assert cp.add(cp.ones(2), 1, dtype=np.float32).dtype == np.float32  # keywords cupy has still work
+
+
+def test_strict_mode_accepts_the_upload_and_tf32_names_real_cupy_has():
+    """What launch.upload and minidl.cuda's TF32 switch take from cupy exists in real cupy, with the same values."""
+    if not cp.STRICT:
+        pytest.skip("cupy does not import here: strict mode is off")
+    import cupy as real
+
+    from minidl.fakecupy import strict
+
+    for path in ("cupy.asarray", "cupy.array"):
+        strict.check_call(path, {"blocking": False})  # CuPy 14 has the keyword: no error
+        with pytest.raises(TypeError, match="keyword pinned="):
+            strict.check_call(path, {"pinned": True})
+    for name in ("set_compute_type", "get_compute_type"):
+        assert callable(getattr(real._core, name)) and callable(getattr(cp._core, name))
+    fake_linalg, real_linalg = cp._core._routines_linalg, real._core._routines_linalg
+    constants = [n for n in vars(fake_linalg) if n.startswith("COMPUTE_TYPE_")]
+    assert len(constants) == 8
+    for name in constants:
+        assert getattr(fake_linalg, name) == getattr(real_linalg, name), name
+    with pytest.raises(AttributeError, match="no cupy._core.no_such_name"):
+        cp._core.no_such_name  # noqa: B018
+
+
+# --------------------------------------------------------------------------- #
+# uploads and cuBLAS's compute type
+# --------------------------------------------------------------------------- #
+def test_an_upload_is_counted_as_bytes_and_one_upload_not_a_sync_unless_blocking():
+    host = np.arange(5, dtype=np.int64)
+    with cp.meter.measure() as m:
+        a = cp.asarray(host)
+    assert m.report()["uploads"] == 1 and m.report()["h2d_bytes"] == 40 and m.report()["syncs"] == 0
+    host[:] = -1  # CuPy copied it (into pinned memory) at once: the device array keeps the old values
+    np.testing.assert_array_equal(a.get(), np.arange(5))
+    with cp.meter.measure() as m:
+        cp.array(np.ones(3, np.float32), blocking=True)
+        cp.asarray(np.ones(3, np.float32), blocking=True)
+    assert m.report()["syncs"] == 2 and m.report()["uploads"] == 2 and m.report()["h2d_bytes"] == 24
+    device = cp.ones(3)
+    with cp.meter.measure() as m:
+        assert cp.asarray(device, blocking=True) is device  # already there: nothing moves
+    assert m.report()["uploads"] == m.report()["syncs"] == 0
+
+
+def test_launch_upload_copies_without_a_sync(monkeypatch):
+    from minidl.kernels import launch
+
+    monkeypatch.setattr(backend, "cupy", cp)
+    host = np.array([3, 1 << 40, -7], dtype=np.int64)
+    with cp.meter.measure() as m:
+        device = launch.upload(host)
+    assert isinstance(device, cp.ndarray) and device.dtype == np.int64
+    np.testing.assert_array_equal(device.get(), host)
+    report = m.report()
+    assert (report["uploads"], report["h2d_bytes"], report["syncs"], report["launches"]) == (1, 24, 0, 0)
+
+
+def test_compute_types_are_recorded_per_dtype_as_cupy_keeps_them(monkeypatch):
+    linalg = cp._core._routines_linalg
+    before = {d: cp._core.get_compute_type(d) for d in (np.float32, np.float64)}
+    try:
+        cp._core.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32)
+        assert cp._core.get_compute_type(np.dtype("float32")) == 7 == linalg.COMPUTE_TYPE_TF32
+        assert cp._core.get_compute_type(np.float64) == before[np.float64]
+        cp._core._routines_linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_DEFAULT)
+        assert cp._core.get_compute_type(np.float32) == 1
+        with pytest.raises(TypeError, match="not supported"):
+            cp._core.set_compute_type(np.int32, linalg.COMPUTE_TYPE_DEFAULT)
+    finally:
+        for dtype, compute_type in before.items():
+            cp._core.set_compute_type(dtype, compute_type)
+
+
+@pytest.mark.parametrize("value, expected", [("1", 7), ("0", 1), ("yes", 1), ("", 1)])
+def test_cupys_tf32_environment_switch_sets_the_first_float32_compute_type(monkeypatch, value, expected):
+    from minidl.fakecupy import cuda_api
+
+    monkeypatch.setenv("CUPY_TF32", value)
+    assert cuda_api._initial_compute_types()["f"] == expected and cuda_api._initial_compute_types()["d"] == 1
+
+
+def test_the_tf32_switch_works_on_the_stand_in(monkeypatch):
+    monkeypatch.setattr(backend, "cupy", cp)
+    before = minidl.cuda.get_float32_matmul_precision()
+    try:
+        minidl.cuda.matmul.allow_tf32 = True  # raised AttributeError before the stand-in had cupy._core
+        assert cp._core.get_compute_type(np.float32) == cp._core._routines_linalg.COMPUTE_TYPE_TF32
+        minidl.cuda.set_float32_matmul_precision("highest")
+        assert cp._core.get_compute_type(np.float32) == cp._core._routines_linalg.COMPUTE_TYPE_DEFAULT
+    finally:
+        minidl.cuda.set_float32_matmul_precision(before)

@@ -338,6 +338,7 @@ def test_classic_cnn_optimizer_step_is_one_launch(which):
     assert step["launches"] == step["kernels"] == 1
     assert step["syncs"] == 0 and step["float64_arrays"] == 0
     assert step["h2d_bytes"] <= 5 * 8 * 8 + 9 * 8
+    assert step["uploads"] <= 1  # the address table, when an address changed (launch.upload: no sync)
     assert zero["launches"] == 0 and zero["syncs"] == 0
 
 
@@ -354,6 +355,36 @@ def test_the_address_table_is_uploaded_only_when_an_address_changes():
     kernels.CupyBackend.sgd_step(params, [g * 1 for g in grads], [None, None], 0.1, 0.0, 0.0, 0.0, False, False)
     assert optim_kernels.upload_count == before + 1
     np.testing.assert_allclose(xp.asnumpy(params[1]), 0.7, rtol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_fake
+def test_the_address_table_goes_up_through_launch_upload_without_a_sync(monkeypatch):
+    """The table is copied with launch.upload (CuPy's asynchronous path through pinned memory), never with
+    blocking=True; a step whose addresses are unchanged uploads nothing."""
+    from minidl.fakecupy import meter
+    from minidl.kernels import launch
+
+    xp, uploaded = backend.cupy, []
+    real_upload = launch.upload
+    monkeypatch.setattr(launch, "upload", lambda host: uploaded.append(host.copy()) or real_upload(host))
+    params = [xp.ones(4, dtype=np.float32), xp.ones((2, 3), dtype=np.float32)]
+    m, v = [xp.zeros_like(p) for p in params], [xp.zeros_like(p) for p in params]
+    kept = []  # every step's gradients stay alive: their addresses are new each step
+    for t in (1, 2):
+        grads = [xp.full(p.shape, 0.5, dtype=np.float32) for p in params]
+        kept.append(grads)
+        before = len(uploaded)
+        with meter.measure() as step:
+            kernels.CupyBackend.adam_step(params, grads, m, v, [None, None], t, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
+                                          False, False)
+        assert len(uploaded) > before and step.report()["uploads"] == len(uploaded) - before
+        assert step.report()["syncs"] == 0
+    assert uploaded[-1].dtype == np.int64 and uploaded[-1][2] == grads[0].data.ptr  # rows: params, grads, m, v
+    with meter.measure() as again:
+        kernels.CupyBackend.adam_step(params, grads, m, v, [None, None], 3, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
+                                      False, False)
+    assert again.report()["uploads"] == again.report()["syncs"] == 0 and again.report()["kernels"] == 1
 
 
 TORCH_CASES = [

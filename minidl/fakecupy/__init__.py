@@ -24,6 +24,9 @@ just as cupy.ndarray is not), holding cupy's rules about meeting host data:
 * ``ufunc.at`` keeps numpy's dtype rules; ``RawModule``/``RawKernel`` check each argument against
   the kernel's C signature and run the kernel's NumPy twin (``minidl.kernels.EMULATORS``);
 * ``a.data.ptr`` is a unique address per buffer; ``array_at(ptr)`` gives that buffer back;
+* ``cupy.asarray``/``array`` of host data copy asynchronously, as CuPy 14 does through pinned
+  memory (``blocking=True`` counts as a sync); ``cupy._core.set_compute_type``/``get_compute_type``
+  (the TF32 switch) record the compute type but change no value;
 * strict mode (``STRICT``, on when the real cupy package imports): a name or keyword that real
   cupy lacks raises TypeError (minidl.fakecupy.strict).
 
@@ -42,7 +45,7 @@ import numpy
 
 from minidl.fakecupy import meter, strict
 from minidl.fakecupy.arrays import device_attribute, ndarray
-from minidl.fakecupy.cuda_api import (RawKernel, RawModule, array, asanyarray, asarray, asnumpy, cuda,
+from minidl.fakecupy.cuda_api import (RawKernel, RawModule, _core, array, asanyarray, asarray, asnumpy, cuda,
                                       get_default_memory_pool)
 from minidl.fakecupy.meter import array_at, measure
 from minidl.fakecupy.rng import random

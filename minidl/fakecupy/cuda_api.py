@@ -10,6 +10,7 @@ one launch and calls ``minidl.kernels.EMULATORS[name]`` with the numpy payloads.
 
 from __future__ import annotations
 
+import os
 import re
 import types
 
@@ -23,21 +24,26 @@ from minidl.fakecupy.arrays import _device, _unwrap, ndarray
 # --------------------------------------------------------------------------- #
 
 
-def array(obj, dtype=None, copy=True, order="K", ndmin=0):
-    """A device copy of ``obj`` (host arrays, lists, scalars, device arrays)."""
+def array(obj, dtype=None, copy=True, order="K", ndmin=0, *, blocking=False):
+    """A device copy of ``obj`` (host arrays, lists, scalars, device arrays).
+
+    From the host, as CuPy 14 copies: through a pinned staging buffer, asynchronously (no sync);
+    ``blocking=True`` makes the host wait for the copy: counted as a sync."""
     raw = _unwrap(obj, allow_host=True)
     if isinstance(obj, ndarray):
         meter.launch()  # a device-to-device copy
     else:
         meter.transfer_in(numpy.asarray(raw).nbytes)
+        if blocking:
+            meter.sync(0)
     return _device(numpy.array(raw, dtype=dtype, copy=True, order=order, ndmin=ndmin))
 
 
-def asarray(a, dtype=None, order=None):
-    """``a`` on the device: itself when it is already there with that dtype, else a copy."""
+def asarray(a, dtype=None, order=None, *, blocking=False):
+    """``a`` on the device: itself when it is already there with that dtype, else a copy (see ``array``)."""
     if isinstance(a, ndarray) and (dtype is None or a.dtype == numpy.dtype(dtype)) and order is None:
         return a
-    return array(a, dtype=dtype, order=order or "K")
+    return array(a, dtype=dtype, order=order or "K", blocking=blocking)
 
 
 asanyarray = asarray
@@ -83,6 +89,60 @@ _POOL = _MemoryPool()
 
 def get_default_memory_pool():
     return _POOL
+
+
+# --------------------------------------------------------------------------- #
+# cuBLAS's compute type (TF32): cupy._core.set_compute_type / get_compute_type
+# --------------------------------------------------------------------------- #
+_COMPUTE_TYPES = {"COMPUTE_TYPE_TBD": 0, "COMPUTE_TYPE_DEFAULT": 1, "COMPUTE_TYPE_PEDANTIC": 2,
+                  "COMPUTE_TYPE_FP16": 3, "COMPUTE_TYPE_FP32": 4, "COMPUTE_TYPE_FP64": 5,
+                  "COMPUTE_TYPE_BF16": 6, "COMPUTE_TYPE_TF32": 7}  # CuPy's values
+_COMPUTE_DTYPES = "efdFD"  # the dtypes CuPy keeps a compute type for
+
+
+def _compute_type_index(dtype):
+    char = numpy.dtype(dtype).char
+    if char not in _COMPUTE_DTYPES:
+        raise TypeError("dtype is not supported: {}".format(numpy.dtype(dtype)))
+    return char
+
+
+def _initial_compute_types():
+    """As CuPy starts: COMPUTE_TYPE_DEFAULT, or TF32 for float32 when CUPY_TF32 is set above 0."""
+    types_ = dict.fromkeys(_COMPUTE_DTYPES, _COMPUTE_TYPES["COMPUTE_TYPE_DEFAULT"])
+    setting = os.environ.get("CUPY_TF32", "0").strip()
+    if setting.isdigit() and int(setting) > 0:
+        types_["f"] = _COMPUTE_TYPES["COMPUTE_TYPE_TF32"]
+    return types_
+
+
+_compute_types = _initial_compute_types()
+
+
+def set_compute_type(dtype, compute_type):
+    """cupy._core.set_compute_type: the cuBLAS compute type of ``dtype``'s products (recorded here:
+    the stand-in's products stay numpy's, so TF32 changes no value)."""
+    _compute_types[_compute_type_index(dtype)] = int(compute_type)
+
+
+def get_compute_type(dtype):
+    return _compute_types[_compute_type_index(dtype)]
+
+
+class _Names(types.SimpleNamespace):
+    """A namespace of cupy's (``cupy._core`` ...): a name it lacks raises AttributeError naming the path."""
+
+    def __init__(self, path, **names):
+        super().__init__(**names)
+        object.__setattr__(self, "_path", path)
+
+    def __getattr__(self, name):
+        raise AttributeError(f"fakecupy: the stand-in has no {self._path}.{name}")
+
+
+_core = _Names("cupy._core", set_compute_type=set_compute_type, get_compute_type=get_compute_type,
+               _routines_linalg=_Names("cupy._core._routines_linalg", set_compute_type=set_compute_type,
+                                       get_compute_type=get_compute_type, **_COMPUTE_TYPES))
 
 
 # --------------------------------------------------------------------------- #

@@ -20,7 +20,9 @@ What counts:
 * ``syncs``: the host waits for the GPU: ``.item()``, ``float()``, ``int()``, ``bool()``,
   ``.get()``, ``asnumpy``, ``tolist``, printing, boolean-mask indexing and functions whose
   result size depends on the data (``nonzero``, ``argwhere``, ``unique`` ...).
-* ``h2d_bytes``, ``d2h_bytes``: bytes moved onto and off the device.
+* ``h2d_bytes``, ``d2h_bytes``: bytes moved onto and off the device; ``uploads``: how many host-to-device
+  copies (each a few microseconds of latency: CuPy stages the data in pinned memory and copies
+  asynchronously, so an upload is not a sync; ``asarray(..., blocking=True)`` is, and counts as one).
 * ``float64_arrays``: new device buffers of dtype float64; ``allocated_bytes``: all new buffers.
 * ``peak_live_bytes``: the most device memory alive at once inside the region, starting from
   what is alive when it starts (so parameters and optimizer state count). A buffer is alive
@@ -43,7 +45,8 @@ _REPO_DIR = str(Path(__file__).resolve().parents[2])
 _NUMPY_DIR = str(Path(numpy.__file__).resolve().parent)
 _KERNELS_DIR = str(Path(__file__).resolve().parents[1] / "kernels")
 _LAUNCHER = str(Path(_KERNELS_DIR) / "launch.py")  # the generic launcher: credit the entry that called it
-COUNTS = ("launches", "syncs", "h2d_bytes", "d2h_bytes", "float64_arrays", "allocated_bytes", "matmuls", "kernels")
+COUNTS = ("launches", "syncs", "h2d_bytes", "d2h_bytes", "uploads", "float64_arrays", "allocated_bytes", "matmuls",
+          "kernels")
 
 
 class _State:
@@ -119,6 +122,7 @@ def sync(d2h_bytes: int = 0) -> None:
 
 def transfer_in(nbytes: int) -> None:
     STATE.counts["h2d_bytes"] += nbytes
+    STATE.counts["uploads"] += 1
     if STATE.regions:
         _record_site("h2d_bytes", nbytes)
 

@@ -12,6 +12,8 @@ Arguments are passed exactly as the kernel's C signature declares them: device a
 (C-contiguous, of the pointer's dtype) and numpy scalars of the exact type
 (``numpy.int32`` for ``int``, ``numpy.int64`` for ``long long``, ``numpy.float32`` for ``float``).
 CuPy does not check them against the signature; minidl.fakecupy does, in the tests.
+
+``upload`` copies a small host table (addresses, sizes) to the device without making the host wait.
 """
 
 from __future__ import annotations
@@ -45,3 +47,18 @@ def launch(filename: str, name: str, threads: int, args: tuple, block: int = BLO
     """Run kernel ``name`` over ``threads`` work items (grid-stride loop; blocks of ``block`` threads)."""
     blocks = max(1, min((int(threads) + block - 1) // block, MAX_BLOCKS))
     kernel(filename, name)((blocks,), (block,), args)
+
+
+def upload(host_array):
+    """``host_array`` (numpy) copied to the current device, asynchronously: the host does not wait.
+
+    A copy straight from pageable host memory (plain ``cudaMemcpy``, or CuPy's ``blocking=True``)
+    waits until the GPU has finished the work queued before it: a hidden sync in a training step.
+    ``cupy.asarray(host_array)`` (CuPy 14, as minidl requires; ``blocking=False``) avoids it: it copies the data
+    into a pinned (page-locked) staging buffer from CuPy's pinned pool, queues ``cudaMemcpyAsync`` on
+    the current stream, records an event after it and keeps the buffer alive until that event has
+    passed (CuPy's watch list, checked without waiting). So ``host_array`` may be reused at once, and a
+    kernel queued next on the stream reads the copied data. (A pinned ring of our own with
+    ``cupy.cuda.Event``s would do the same again.) On the CPU stand-in ``blocking=True`` counts as a sync.
+    """
+    return backend.cupy.asarray(host_array, blocking=False)

@@ -18,7 +18,8 @@ count t, the same for every parameter of the call (from 1). Unused state lists m
   where the twin costs 6 to 13 array passes per parameter. The kernel finds the arrays through a
   device table of their addresses, uploaded only when an address changes (``upload_count`` says
   how many times): once per step at most, as the gradients are new arrays every step (one small
-  asynchronous copy; none when CuPy's memory pool gives them their last step's addresses again).
+  asynchronous copy through pinned memory, ``launch.upload``: no sync; none at all when CuPy's
+  memory pool gives the gradients their last step's addresses again).
   The scalars that change per step (bias corrections, the lr a scheduler sets) are kernel arguments.
 """
 
@@ -180,13 +181,14 @@ upload_count = 0  # how many address tables have been copied to a device (for th
 
 
 def _device_int64(values: tuple, device_id: int):
-    """``values`` as an int64 device array, uploaded once and kept while it keeps being asked for.
-    A table holds addresses (or sizes) only, so it stays right whatever now lives at them."""
+    """``values`` as an int64 device array, uploaded once (asynchronously: ``launch.upload``) and kept
+    while it keeps being asked for. A table holds addresses (or sizes) only, so it stays right whatever
+    now lives at them."""
     global upload_count
     key = (id(backend.cupy), device_id, values)
     table = _uploaded.pop(key, None)
     if table is None:
-        table = backend.cupy.asarray(numpy.array(values, dtype=numpy.int64))
+        table = launch.upload(numpy.array(values, dtype=numpy.int64))
         upload_count += 1
     _uploaded[key] = table  # (re)inserted last: the newest
     while len(_uploaded) > 16:
