@@ -3,10 +3,11 @@
     relu_backward(gy, x):   gx = gy where x > 0, else 0
 
 The twin is one ``where``; composed of array ops it would be a comparison and a multiply
-(2 launches on a GPU, and a bool array in between). The kernel (activation.cu) is one flat
-walk over memory: when gy and x are float32 and lie in the same dense layout (C-contiguous,
-or a permutation of it such as conv2d's channel-major outputs), gx gets that layout too and
-element i of its memory is computed from element i of theirs. Other dtypes or layouts run the twin.
+(2 launches on a GPU, and a bool array in between). The kernel (activation.cu) is one walk over
+x's memory: when gy and x are float32, at most 4-d, and each lies in a dense layout (C-contiguous,
+or a permutation of it such as conv2d's channel-major outputs), gx gets x's layout and element i
+of its memory is computed from element i of x's and gy's element at the same position, read
+through gy's strides. Other dtypes or layouts (a broadcast gradient, a strided slice) run the twin.
 """
 
 from __future__ import annotations
@@ -37,22 +38,32 @@ def dense_order(a):
 class CupyActivation(NumpyActivation):  # pragma: no cover - GPU (or fakecupy)
     @staticmethod
     def relu_backward(gy, x):
-        """One launch of ``relu_backward_f32`` over the memory gy and x share; gx in the same layout."""
-        order = dense_order(x) if gy.strides == x.strides and gy.shape == x.shape else None
-        if gy.dtype != numpy.float32 or x.dtype != numpy.float32 or order is None or x.size == 0:
+        """One launch of ``relu_backward_f32``: one thread per element of x's memory, gx in x's layout,
+        gy read through its strides (it may lie otherwise: max pooling's gradient is C-contiguous
+        where the conv output it flows to is channel-major)."""
+        x_order, gy_order = dense_order(x), dense_order(gy)
+        if (gy.dtype != numpy.float32 or x.dtype != numpy.float32 or gy.shape != x.shape or x.ndim > 4
+                or x.size == 0 or x_order is None or gy_order is None):
             return NumpyActivation.relu_backward(gy, x)
-        held = backend.cupy.empty(tuple(x.shape[axis] for axis in order), dtype=numpy.float32)
+        held = backend.cupy.empty(tuple(x.shape[axis] for axis in x_order), dtype=numpy.float32)
+        padding = 4 - x.ndim  # the kernel walks four axes: size-1 axes in front
+        sizes = ((1,) * padding + held.shape)[1:]
+        gy_strides = (0,) * padding + tuple(gy.strides[axis] // gy.itemsize for axis in x_order)
         launch.launch(FILE, "relu_backward_f32", x.size,
-                      (gy.transpose(order), x.transpose(order), held, numpy.int64(x.size)))
+                      (gy.transpose(gy_order), x.transpose(x_order), held, numpy.int64(x.size),
+                       *map(numpy.int64, sizes), *map(numpy.int64, gy_strides)))
         # back to x's axes: a view with x's strides
-        return held.transpose(tuple(int(axis) for axis in numpy.argsort(order)))
+        return held.transpose(tuple(int(axis) for axis in numpy.argsort(x_order)))
 
 
 # --------------------------------------------------------------------------- #
 # The CPU stand-in runs the kernel through this adapter (numpy payloads in, output written in place)
 # --------------------------------------------------------------------------- #
-def _emulate_relu_backward(gy, x, gx, n):
-    gx.reshape(-1)[:n] = NumpyActivation.relu_backward(gy.reshape(-1)[:n], x.reshape(-1)[:n])
+def _emulate_relu_backward(gy, x, gx, n, d1, d2, d3, g0, g1, g2, g3):
+    shape = (n // (d1 * d2 * d3), d1, d2, d3)
+    flat = gy.reshape(-1)
+    gy = numpy.lib.stride_tricks.as_strided(flat, shape, tuple(s * flat.itemsize for s in (g0, g1, g2, g3)))
+    gx.reshape(shape)[...] = NumpyActivation.relu_backward(gy, x.reshape(shape))
 
 
 EMULATE = {"relu_backward_f32": _emulate_relu_backward}
@@ -75,4 +86,11 @@ def _check_contiguous(rng):
     return tuple(rng.standard_normal((37, 129)).astype(numpy.float32) for _ in range(2))
 
 
-CHECK_CASES = [("relu_backward", _check_channel_major), ("relu_backward", _check_contiguous)]
+def _check_gradient_from_max_pool(rng):
+    """A conv2d output (channel-major) whose gradient comes C-contiguous (max pooling's backward)."""
+    gy, x = (rng.standard_normal((8, 16, 10, 10)).astype(numpy.float32) for _ in range(2))
+    return gy, numpy.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1)
+
+
+CHECK_CASES = [("relu_backward", _check_channel_major), ("relu_backward", _check_contiguous),
+               ("relu_backward", _check_gradient_from_max_pool)]
