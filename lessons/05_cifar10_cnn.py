@@ -73,7 +73,7 @@ args, _ = p.parse_known_args()
 if args.smoke:
     args.epochs = min(args.epochs, 1)
     args.train_size, args.test_size = min(args.train_size or 512, 512), min(args.test_size or 256, 256)
-device = common.setup(args)  # seeds, checks the device, makes --out
+device = common.setup(args, tf32=True)  # seeds, checks the device, makes --out; TF32 matmuls on a GPU
 out = Path(args.out)
 lesson_start = time.perf_counter()
 

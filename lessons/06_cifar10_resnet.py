@@ -89,7 +89,7 @@ args, _ = p.parse_known_args()
 if args.smoke:
     args.epochs, args.batch_size, args.width = min(args.epochs, 1), min(args.batch_size, 64), min(args.width, 0.125)
     args.train_size, args.test_size = min(args.train_size or 256, 256), min(args.test_size or 256, 256)
-device = common.setup(args)  # seeds, checks the device, makes --out
+device = common.setup(args, tf32=True)  # seeds, checks the device, makes --out; TF32 matmuls on a GPU
 out = Path(args.out)
 lesson_start = time.perf_counter()
 

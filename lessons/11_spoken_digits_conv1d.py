@@ -65,7 +65,7 @@ p.add_argument("--no-augment", action="store_true", help="train without SpecAugm
 args, _ = p.parse_known_args()
 if args.smoke:
     args.epochs = min(args.epochs, 3)
-device = common.setup(args)  # seeds, checks the device, makes --out
+device = common.setup(args, tf32=True)  # seeds, checks the device, makes --out; TF32 matmuls on a GPU
 out = Path(args.out)
 lesson_start = time.perf_counter()
 

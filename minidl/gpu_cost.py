@@ -238,6 +238,7 @@ def measure(name: str, sites: int = 0) -> dict:
         "syncs_per_step": cost["syncs"],
         "float64_per_step": cost["float64_arrays"],
         "h2d_bytes_per_step": cost["h2d_bytes"],
+        "uploads_per_step": cost["uploads"],
         "d2h_bytes_per_step": cost["d2h_bytes"],
         "peak_device_mib": round(cost["peak_live_bytes"] / 2**20, 1),
         "matmuls_per_step": cost["matmuls"],
