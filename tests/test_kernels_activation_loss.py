@@ -243,6 +243,9 @@ def test_cross_entropy_glue_checks_its_arguments(kernel_launches):
     assert kernel_launches == ["cross_entropy_forward_f32", "cross_entropy_backward_f32"]
     np.testing.assert_allclose(loss, reference_forward(z, y, weight, -100, 0.1)[0], rtol=1e-5)
     np.testing.assert_allclose(gz, reference_backward(z, y, np.full(7, 0.5), weight, -100, 0.1), rtol=1e-4, atol=1e-6)
+    loss, lse, tw, ts = kernels.CupyBackend.cross_entropy_forward(z, y, None, -100, 0.0)  # (z stands in for w)
+    gz = kernels.CupyBackend.cross_entropy_backward(z, lse, np.ones(7, np.float32), y, tw, ts, None, -100, 0.0)
+    np.testing.assert_allclose(gz, reference_backward(z, y, np.ones(7), None, -100, 0.0), rtol=1e-4, atol=1e-6)
 
 
 def test_out_of_range_target_is_nan_on_the_gpu(kernel_launches):

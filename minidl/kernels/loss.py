@@ -109,12 +109,13 @@ class CupyLoss(NumpyLoss):  # pragma: no cover - GPU (or fakecupy)
         if not _float32(z, weight) or z.shape[0] == 0:
             return NumpyLoss.cross_entropy_forward(z, target, weight, ignore_index, label_smoothing)
         cupy = backend.cupy
+        z = cupy.ascontiguousarray(z)
         (rows, classes), block = z.shape, ROW_BLOCK
         while block > 32 and block // 2 >= classes:  # the smallest power of 2 >= C (at least a warp)
             block //= 2
         loss, lse, target_weight, target_sum = (cupy.empty(rows, dtype=numpy.float32) for _ in range(4))
         launch.launch(FILE, "cross_entropy_forward_f32", rows * block,
-                      (cupy.ascontiguousarray(z), _int64(target), *_weight_args(weight, z), numpy.int64(ignore_index),
+                      (z, _int64(target), *_weight_args(weight, z), numpy.int64(ignore_index),
                        numpy.float32(label_smoothing), numpy.int64(rows), numpy.int64(classes),
                        loss, lse, target_weight, target_sum), block=block)
         return loss, lse, target_weight, target_sum
@@ -128,10 +129,11 @@ class CupyLoss(NumpyLoss):  # pragma: no cover - GPU (or fakecupy)
             return NumpyLoss.cross_entropy_backward(z, lse, g, target, target_weight, target_sum, weight,
                                                     ignore_index, label_smoothing)
         cupy = backend.cupy
+        z = cupy.ascontiguousarray(z)
         g, g_stride = (g[:1], 0) if g.strides[0] == 0 else (cupy.ascontiguousarray(g), 1)
         gz = cupy.empty(z.shape, dtype=numpy.float32)
         launch.launch(FILE, "cross_entropy_backward_f32", z.size,
-                      (cupy.ascontiguousarray(z), lse, g, numpy.int64(g_stride), _int64(target), target_weight,
+                      (z, lse, g, numpy.int64(g_stride), _int64(target), target_weight,
                        target_sum, *_weight_args(weight, z), numpy.int64(ignore_index), numpy.float32(label_smoothing),
                        numpy.int64(z.shape[0]), numpy.int64(z.shape[1]), gz))
         return gz
@@ -142,7 +144,8 @@ def _int64(target):
 
 
 def _weight_args(weight, z):
-    """(weight, has_weight): without class weights the kernel reads none; z stands in for the pointer."""
+    """(weight, has_weight): without class weights the kernel reads none; z (C-contiguous float32)
+    stands in for the pointer."""
     return (z, numpy.int32(0)) if weight is None else (backend.cupy.ascontiguousarray(weight), numpy.int32(1))
 
 
