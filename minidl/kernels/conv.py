@@ -43,6 +43,8 @@ def output_size(image_hw, kernel_size, stride, padding, dilation) -> tuple:
 
 
 class NumpyConv:
+    keeps_columns = True  # the convolution keeps its im2col columns for dW (memory is plenty on the CPU)
+
     @staticmethod
     def im2col(x, kernel_size, stride, padding, dilation, pad_value=0.0):
         """The windows of x (N, C, H, W) as columns (C*KH*KW, N*OH*OW), the border holding ``pad_value``."""
@@ -98,6 +100,8 @@ def dense_block(x):
 
 
 class CupyConv(NumpyConv):  # pragma: no cover - GPU (or fakecupy)
+    keeps_columns = False  # GPU memory is the limit: backward builds the columns again (one launch)
+
     @staticmethod
     def im2col(x, kernel_size, stride, padding, dilation, pad_value=0.0):
         """im2col_f32: one launch, one thread per column entry (float32; other dtypes run the twin)."""

@@ -83,8 +83,10 @@ class Convolution(Function):
     as one product Y = W @ cols (W seen as (O, C*KH*KW), cols = im2col(x) as (C*KH*KW, N*OH*OW));
     dW = dY @ cols^T,  dx = col2im(W^T @ dY),  db[o] = sum of dY[o, (n, p, q)]
 
-    A fused op: it keeps x and W but not the columns (KH*KW times the size of x); backward
-    builds them again (one im2col) for dW. ``composed`` is the same forward as a chain of
+    A fused op: it keeps x and W; the columns (KH*KW times the size of x) only where the
+    backend table says ``keeps_columns`` (the CPU, where memory is plenty and an im2col costs as
+    much as a tenth of the step). On a GPU memory is the limit (3.7 GB of columns at ResNet-9
+    batch 512), so backward builds them again there, one launch, for dW. ``composed`` is the same forward as a chain of
     Functions (Im2Col, matmul, reshape, permute, add), which the engine differentiates for
     gradients of gradients (create_graph=True).
     """
@@ -97,6 +99,7 @@ class Convolution(Function):
         n, out = x.shape[0], weight.shape[0]
         oh, ow = output_size(x.shape[2:], weight.shape[2:], self.stride, self.padding, self.dilation)
         cols = table.im2col(x, weight.shape[2:], self.stride, self.padding, self.dilation)
+        self.cols = cols if table.keeps_columns else None
         y = table.matmul(weight.reshape(out, -1), cols)  # (O, N*OH*OW)
         if bias is not None:
             y += bias.reshape(out, 1)
@@ -112,7 +115,9 @@ class Convolution(Function):
             gcols = table.matmul(weight.data.reshape(out, -1).T, g)  # W^T @ dY
             gx = Tensor.wrap(table.col2im(gcols, x.shape, kernel, self.stride, self.padding, self.dilation))
         if weight.requires_grad:
-            cols = table.im2col(x.data, kernel, self.stride, self.padding, self.dilation)  # built again
+            cols = self.cols
+            if cols is None:  # not kept: built again
+                cols = table.im2col(x.data, kernel, self.stride, self.padding, self.dilation)
             gw = Tensor.wrap(table.matmul(g, cols.T).reshape(weight.shape))  # dY @ cols^T
         if len(self.inputs) == 2:
             return gx, gw
