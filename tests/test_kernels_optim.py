@@ -385,31 +385,3 @@ def test_the_address_table_goes_up_through_launch_upload_without_a_sync(monkeypa
         kernels.CupyBackend.adam_step(params, grads, m, v, [None, None], 3, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
                                       False, False)
     assert again.report()["uploads"] == again.report()["syncs"] == 0 and again.report()["kernels"] == 1
-
-
-TORCH_CASES = [
-    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.5, maximize=True)),
-    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
-    ("Adam", dict(lr=0.1, weight_decay=0.5, amsgrad=True, maximize=True)),
-    ("AdamW", dict(lr=0.1, betas=(0.5, 0.9), weight_decay=0.5, amsgrad=True)),
-    ("AdamW", dict(lr=0.01, maximize=True)),
-]
-
-
-@pytest.mark.parametrize("name, hyper", TORCH_CASES)
-def test_the_optimizers_match_torch(device, name, hyper):
-    """The same gradients given to torch.optim (CPU, float64) and to minidl (float32 on the device)."""
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(1)
-    params = parameters(device)
-    theirs = [torch.tensor(p.numpy().astype(np.float64)) for p in params]
-    ours_opt = getattr(minidl.optim, name)(params, **hyper)
-    their_opt = getattr(torch.optim, name)(theirs, **hyper)
-    for _ in range(4):
-        grads = [rng.standard_normal(p.shape) for p in params]
-        for p, t, g in zip(params, theirs, grads):
-            p.grad, t.grad = minidl.tensor(g, dtype="float32", device=device), torch.tensor(g)
-        ours_opt.step()
-        their_opt.step()
-    for p, t in zip(params, theirs):
-        np.testing.assert_allclose(p.numpy(), t.numpy(), rtol=1e-5, atol=1e-5)
