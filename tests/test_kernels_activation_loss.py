@@ -13,10 +13,6 @@ cross-entropy, NumPy twins beside CUDA kernels (minidl/kernels/activation.py, lo
 """
 
 import os
-import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +25,7 @@ from minidl import kernels
 from minidl.kernels import activation as ka
 from minidl.kernels import launch
 from minidl.kernels import loss as kl
+from kernel_harness import KernelFamily, reports, threaded_launch  # (tests/ is on sys.path)
 
 on_fake_gpu = pytest.mark.skipif(os.environ.get("MINIDL_FAKE_CUDA") != "1", reason="counts launches on minidl.fakecupy")
 
@@ -129,18 +126,9 @@ def test_dense_order():
 # --------------------------------------------------------------------------- #
 # The CuPy glue, checked against the .cu files' C signatures (backend.cupy replaced by numpy)
 # --------------------------------------------------------------------------- #
-C_TYPES = {"float*": np.float32, "long long*": np.int64, "long long": np.int64, "int": np.int32, "float": np.float32}
-
-
-def c_type(parameter):
-    """'const float* x' -> 'float*', 'long long sn' -> 'long long'."""
-    words = parameter.replace("const", "").replace("*", " * ").split()
-    return " ".join(words[:-1]).replace(" *", "*")
-
-
-SIGNATURES = {name: [c_type(p) for p in params.split(",")]
-              for filename in ("activation.cu", "loss.cu")
-              for name, params in re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', launch.source(filename))}
+ACTIVATION_LOSS = KernelFamily({ka.FILE: ka.EMULATE, kl.FILE: kl.EMULATE},
+                               ["float*", "long long*", "long long", "int", "float"])
+SIGNATURES = ACTIVATION_LOSS.signatures
 FAMILY = {"relu_backward_f32": ka, "cross_entropy_forward_f32": kl, "cross_entropy_backward_f32": kl}
 
 
@@ -150,30 +138,7 @@ def test_the_signatures_were_read():
     assert len(SIGNATURES["cross_entropy_backward_f32"]) == 14
 
 
-@pytest.fixture
-def kernel_launches(monkeypatch):
-    """launch.launch checks each argument against the C signature and runs the EMULATE adapter."""
-    launched = []
-
-    def checked_launch(filename, name, threads, args, block=launch.BLOCK):
-        assert name in FAMILY and filename == FAMILY[name].FILE
-        params = SIGNATURES[name]
-        assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
-        unpacked = []
-        for i, (arg, param) in enumerate(zip(args, params)):
-            if param.endswith("*"):
-                assert isinstance(arg, np.ndarray) and arg.dtype == C_TYPES[param] and arg.flags.c_contiguous, \
-                    f"{name} argument {i}: expected a C-contiguous {param} array"
-                unpacked.append(arg)
-            else:
-                assert type(arg) is C_TYPES[param], f"{name} argument {i}: {type(arg)} for {param}"
-                unpacked.append(arg.item())
-        launched.append(name)
-        FAMILY[name].EMULATE[name](*unpacked)
-
-    monkeypatch.setattr(launch, "launch", checked_launch)
-    monkeypatch.setattr(kl.backend, "cupy", np)
-    return launched
+kernel_launches = ACTIVATION_LOSS.launches_fixture()
 
 
 def channel_major(a):
@@ -266,84 +231,11 @@ def test_other_dtypes_fall_back_to_the_twins(kernel_launches):
 # --------------------------------------------------------------------------- #
 # The CUDA source itself, compiled as C++ and run on CPU threads (needs g++ with C++20)
 # --------------------------------------------------------------------------- #
-HARNESS = r"""
-// activation.cu and loss.cu on the CPU: one std::thread per CUDA thread, the blocks one after
-// another, __syncthreads a barrier; checks the kernels' indexing (walks, strides, block reductions).
-#include <barrier>
-#include <cmath>
-#include <cstring>
-#include <functional>
-#include <thread>
-#include <vector>
-struct Dim { unsigned x = 0; };
-thread_local Dim threadIdx;
-Dim blockIdx, blockDim, gridDim;
-static std::barrier<>* block_barrier;
-#define __global__
-#define __device__
-#define __shared__ static
-static void __syncthreads() { block_barrier->arrive_and_wait(); }
-static float __int_as_float(int v) { float f; std::memcpy(&f, &v, sizeof f); return f; }
-#include "ACTIVATION_CU"
-#include "LOSS_CU"
-typedef long long ll;
-static void run(int grid, int block, const std::function<void()>& kernel) {
-    gridDim.x = grid, blockDim.x = block;
-    for (int b = 0; b < grid; b++) {
-        blockIdx.x = b;
-        std::barrier<> barrier(block);
-        block_barrier = &barrier;
-        std::vector<std::thread> threads;
-        for (int t = 0; t < block; t++) threads.emplace_back([t, &kernel] { threadIdx.x = t; kernel(); });
-        for (auto& thread : threads) thread.join();
-    }
-}
-#define P const float*
-extern "C" {
-void relu_backward_f32_(int grid, int k, P gy, P x, float* gx, ll n, ll d1, ll d2, ll d3, ll g0, ll g1, ll g2,
-                        ll g3) {
-    run(grid, k, [=] { relu_backward_f32(gy, x, gx, n, d1, d2, d3, g0, g1, g2, g3); });
-}
-void cross_entropy_forward_f32_(int grid, int k, P z, const ll* t, P w, int hw, ll ii, float s, ll M, ll C,
-                                float* loss, float* lse, float* tw, float* ts) {
-    run(grid, k, [=] { cross_entropy_forward_f32(z, t, w, hw, ii, s, M, C, loss, lse, tw, ts); });
-}
-void cross_entropy_backward_f32_(int grid, int k, P z, P lse, P g, ll gs, const ll* t, P tw, P ts, P w, int hw,
-                                 ll ii, float s, ll M, ll C, float* gz) {
-    run(grid, k, [=] { cross_entropy_backward_f32(z, lse, g, gs, t, tw, ts, w, hw, ii, s, M, C, gz); });
-}
-}
-"""
-
-
 @pytest.fixture(scope="module")
 def cuda_source_on_threads(tmp_path_factory):
     """A launch() that runs the kernels compiled by g++ (small grids, so every loop strides)."""
-    import ctypes
-
-    if shutil.which("g++") is None:
-        pytest.skip("needs g++")
-    folder = tmp_path_factory.mktemp("activation_loss_cu")
-    here = Path(launch.HERE)
-    source = HARNESS.replace("ACTIVATION_CU", str(here / "activation.cu")).replace("LOSS_CU", str(here / "loss.cu"))
-    (folder / "harness.cpp").write_text(source)
-    built = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-o", str(folder / "kernels.so"),
-                            str(folder / "harness.cpp"), "-lpthread"], capture_output=True, text=True)
-    if built.returncode != 0:
-        pytest.skip(f"g++ could not build the harness (C++20 <barrier> needed): {built.stderr[-300:]}")
-    library = ctypes.CDLL(str(folder / "kernels.so"))
-    c_types = {np.int64: ctypes.c_longlong, np.int32: ctypes.c_int, np.float32: ctypes.c_float}
-    launched = []
-
-    def run_on_threads(filename, name, threads, args, block=launch.BLOCK):
-        grid, block = (2, 32) if name == "cross_entropy_forward_f32" else (3, 32)  # every grid-stride loop turns
-        converted = [a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray) else c_types[type(a)](a.item())
-                     for a in args]
-        launched.append(name)
-        getattr(library, name + "_")(ctypes.c_int(grid), ctypes.c_int(block), *converted)
-
-    run_on_threads.launched = launched
-    return run_on_threads
+    return threaded_launch(tmp_path_factory, ["activation.cu", "loss.cu"], {"cross_entropy_forward_f32": (2, 32)},
+                           default_grid=(3, 32))  # every grid-stride loop turns
 
 
 @pytest.mark.parametrize("rows, classes", [(1, 1), (5, 3), (3, 33), (4, 100), (7, 10)])
@@ -417,20 +309,6 @@ def test_every_fused_entry_has_a_gpu_check_case():
 # --------------------------------------------------------------------------- #
 # The ops on the fake GPU: launches, syncs, float64 arrays
 # --------------------------------------------------------------------------- #
-def measured(forward_step, leaf):
-    """forward and backward reports of the second run (the first compiles and warms up)."""
-    from minidl.fakecupy import meter
-
-    for _ in range(2):
-        leaf.grad = None
-        with meter.measure() as forward:
-            out = forward_step()
-        grad = minidl.ones(*out.shape, device="cuda")
-        with meter.measure() as backward:
-            out.backward(grad)
-    return forward.report(), backward.report(), (forward.sites(), backward.sites())
-
-
 @pytest.mark.gpu
 @on_fake_gpu
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
@@ -441,7 +319,7 @@ def test_cross_entropy_is_six_launches(label_smoothing, weighted):
     logits = minidl.randn(64, 10, device="cuda", requires_grad=True)
     target = minidl.tensor(np.random.default_rng(0).integers(0, 10, 64), device="cuda")
     weight = minidl.rand(10, device="cuda") if weighted else None
-    forward, backward, sites = measured(
+    forward, backward, sites = reports(
         lambda: F.cross_entropy(logits, target, weight, label_smoothing=label_smoothing), logits)
     assert forward["launches"] <= 4 and backward["launches"] <= 2, sites
     assert forward["kernels"] == backward["kernels"] == 1, sites
@@ -459,7 +337,7 @@ def test_relu_backward_is_one_launch(layout):
         with minidl.no_grad():
             x = conv(minidl.randn(4, 3, 6, 6, device="cuda")).requires_grad_()
         assert not x.data.flags.c_contiguous
-    forward, backward, sites = measured(lambda: F.relu(x), x)  # (the gradient ones(...) is C-contiguous)
+    forward, backward, sites = reports(lambda: F.relu(x), x)  # (the gradient ones(...) is C-contiguous)
     assert forward["launches"] == 1 and backward["kernels"] == 1, sites
     relu_sites = [count for site, count in sites[1] if "relu_backward" in site]
     assert relu_sites == [1], sites  # (a channel-major leaf's .grad is then copied to C order by autograd)

@@ -7,11 +7,7 @@ walking the grid-stride loop), and the CuPy glue (arguments checked against the 
 C signatures, then run through the EMULATE adapters, as minidl's CPU stand-in for cupy does).
 """
 
-import ctypes
 import itertools
-import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -23,8 +19,8 @@ import minidl.nn.functional as F
 from minidl import backend, kernels
 from minidl.kernels import conv as kconv
 from minidl.kernels.conv import CupyConv, NumpyConv
-from minidl.kernels.launch import source
 from minidl.ops.conv import Col2Im, Convolution, Im2Col
+from kernel_harness import KernelFamily, c_arguments, single_thread_library  # (tests/ is on sys.path)
 
 
 # --------------------------------------------------------------------------- #
@@ -112,38 +108,13 @@ def test_twin_col2im_matches_the_loop_and_is_the_adjoint(geometry):
 # --------------------------------------------------------------------------- #
 # The CUDA source, compiled for the CPU
 # --------------------------------------------------------------------------- #
-PRELUDE = """
-struct Dim { long long x; };
-static const Dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};  // one thread walks the grid
-#define __global__
-"""
+CONV = KernelFamily({"conv.cu": kconv.EMULATE}, ["float*", "int", "long long", "float"], launch_owner=kconv)
 
 
 @pytest.fixture(scope="module")
 def cuda_on_cpu(tmp_path_factory):
     """conv.cu built as a CPU library: the kernels' own index arithmetic, run without a GPU."""
-    if shutil.which("g++") is None:
-        pytest.skip("needs g++")
-    folder = tmp_path_factory.mktemp("conv_cu")
-    (folder / "conv.cpp").write_text(PRELUDE + source("conv.cu"))
-    subprocess.run(["g++", "-shared", "-fPIC", "-O1", "-o", str(folder / "conv.so"), str(folder / "conv.cpp")],
-                   check=True)
-    return ctypes.CDLL(str(folder / "conv.so"))
-
-
-def c_arguments(args):
-    """numpy arrays as pointers, numpy scalars as the C types they stand for."""
-    types = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float}
-    return [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else types[type(a)](a) for a in args]
-
-
-def kernel_arguments(monkeypatch, call):
-    """The (name, arguments) that CupyConv's glue launches, with numpy standing in for cupy."""
-    launched = []
-    monkeypatch.setattr(backend, "cupy", np)
-    monkeypatch.setattr(kconv, "launch", lambda filename, name, threads, args: launched.append((name, args)))
-    result = call()
-    return result, launched
+    return single_thread_library(tmp_path_factory, "conv.cu")
 
 
 @given(geometry=geometries(), layout=layouts, pad_value=pad_values)
@@ -151,13 +122,13 @@ def test_cuda_source_matches_the_twins(cuda_on_cpu, geometry, layout, pad_value)
     shape, *args = geometry
     x = laid_out(np.random.default_rng(2).standard_normal(shape).astype(np.float32), layout)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        cols, [(name, arguments)] = kernel_arguments(monkeypatch, lambda: CupyConv.im2col(x, *args, pad_value))
+        cols, [(name, arguments)] = CONV.launched_by(monkeypatch, lambda: CupyConv.im2col(x, *args, pad_value))
         cols[...] = np.nan
         cuda_on_cpu[name](*c_arguments(arguments))
         np.testing.assert_array_equal(cols, NumpyConv.im2col(x, *args, pad_value))
 
         y = np.random.default_rng(3).standard_normal(cols.shape).astype(np.float32)
-        image, [(name, arguments)] = kernel_arguments(monkeypatch, lambda: CupyConv.col2im(y, shape, *args))
+        image, [(name, arguments)] = CONV.launched_by(monkeypatch, lambda: CupyConv.col2im(y, shape, *args))
         image[...] = np.nan
         cuda_on_cpu[name](*c_arguments(arguments))
         np.testing.assert_allclose(image, NumpyConv.col2im(y, shape, *args), rtol=1e-5, atol=1e-6)
@@ -166,40 +137,13 @@ def test_cuda_source_matches_the_twins(cuda_on_cpu, geometry, layout, pad_value)
 # --------------------------------------------------------------------------- #
 # The CuPy glue: arguments as the C signatures declare, run through EMULATE
 # --------------------------------------------------------------------------- #
-C_TYPES = {"float*": np.float32, "int": np.int32, "long long": np.int64, "float": np.float32}
-
-
-def signature(name):
-    """The C parameter types of kernel ``name`` in conv.cu, e.g. ['float*', 'int', ...]."""
-    parameters = re.search(rf"void {name}\((.*?)\)", source("conv.cu"), re.S).group(1)
-    return [re.sub(r"\s+\w+$", "", p.replace("const ", "").strip()).replace(" *", "*") for p in parameters.split(",")]
-
-
-def checked_launch(launched):
-    def launch(filename, name, threads, args):
-        types = signature(name)
-        assert filename == "conv.cu" and len(args) == len(types), f"{name}: {len(args)} arguments for {len(types)}"
-        for k, (arg, c_type) in enumerate(zip(args, types)):
-            if c_type.endswith("*"):
-                assert isinstance(arg, np.ndarray) and arg.flags.c_contiguous, f"{name} argument {k}"
-                assert arg.dtype == C_TYPES[c_type], f"{name} argument {k}: {arg.dtype} for {c_type}"
-            else:
-                assert type(arg) is C_TYPES[c_type], f"{name} argument {k}: {type(arg)} for {c_type}"
-        launched.append(name)
-        kconv.EMULATE[name](*(a if isinstance(a, np.ndarray) else a.item() for a in args))
-
-    return launch
-
-
 @given(geometry=geometries(), layout=layouts, pad_value=pad_values)
 def test_glue_and_emulators_match_the_twins(geometry, layout, pad_value):
     shape, *args = geometry
     x = laid_out(np.random.default_rng(4).standard_normal(shape).astype(np.float32), layout)
     y = np.random.default_rng(5).standard_normal(NumpyConv.im2col(x, *args).shape).astype(np.float32)
-    launched = []
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(backend, "cupy", np)
-        monkeypatch.setattr(kconv, "launch", checked_launch(launched))
+        launched = CONV.patch(monkeypatch)  # arguments checked against the C signatures, run through EMULATE
         cols = CupyConv.im2col(x, *args, pad_value)
         image = CupyConv.col2im(y, shape, *args)
         assert launched == ["im2col_f32", "col2im_f32"]  # one launch each

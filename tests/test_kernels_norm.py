@@ -11,8 +11,7 @@
 """
 
 import os
-import re
-from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,6 +23,7 @@ import minidl.nn.functional as F
 from minidl.kernels import launch
 from minidl.kernels import norm as kn
 from minidl.ops import norm as ops_norm
+from kernel_harness import KernelFamily, threaded_launch  # (tests/ is on sys.path)
 
 shapes = st.tuples(st.integers(2, 4), st.integers(1, 4), st.lists(st.integers(1, 4), max_size=2)).map(
     lambda t: (t[0], t[1], *t[2]))
@@ -87,48 +87,11 @@ def draw_case(data, dtype=np.float32):
 # --------------------------------------------------------------------------- #
 # Running CupyNorm on the CPU: a launch that checks the C signature and calls the adapter
 # --------------------------------------------------------------------------- #
-C_TYPES = {"float*": np.float32, "long long": np.int64, "int": np.int32, "float": np.float32}
+NORM = KernelFamily({"norm.cu": kn.EMULATE}, ["float*", "long long", "int", "float"])
+SIGNATURES = NORM.signatures
 
 
-def c_type(parameter):
-    """'const float* x' -> 'float*', 'long long sn' -> 'long long'."""
-    words = parameter.replace("const", "").replace("*", " * ").split()
-    return " ".join(words[:-1]).replace(" *", "*")
-
-
-def signatures():
-    """{kernel name: [C type of each parameter]} read from norm.cu."""
-    kernels = re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', launch.source("norm.cu"))
-    return {name: [c_type(p) for p in params.split(",")] for name, params in kernels}
-
-
-SIGNATURES = signatures()
-
-
-@pytest.fixture
-def kernel_launches(monkeypatch):
-    """Replace launch.launch and backend.cupy (by numpy) for CupyNorm; returns the launched names."""
-    launched = []
-
-    def checked_launch(filename, name, threads, args, block=launch.BLOCK):
-        assert filename == "norm.cu" and name in kn.EMULATE
-        params = SIGNATURES[name]
-        assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
-        unpacked = []
-        for i, (arg, param) in enumerate(zip(args, params)):
-            if param.endswith("*"):
-                assert isinstance(arg, np.ndarray) and arg.dtype == C_TYPES[param] and arg.flags.c_contiguous, \
-                    f"{name} argument {i}: expected a C-contiguous {param} array"
-                unpacked.append(arg)
-            else:
-                assert type(arg) is C_TYPES[param], f"{name} argument {i}: {type(arg)} for {param}"
-                unpacked.append(arg.item())
-        launched.append(name)
-        kn.EMULATE[name](*unpacked)
-
-    monkeypatch.setattr(launch, "launch", checked_launch)
-    monkeypatch.setattr(kn.backend, "cupy", np)
-    return launched
+kernel_launches = NORM.launches_fixture()
 
 
 def test_the_signatures_were_read():
@@ -399,82 +362,11 @@ def test_launches_per_batchnorm_relu_add(with_residual):
 # --------------------------------------------------------------------------- #
 # The CUDA source itself, compiled as C++ and run on CPU threads (needs g++ with C++20)
 # --------------------------------------------------------------------------- #
-HARNESS = r"""
-// norm.cu on the CPU: one std::thread per CUDA thread, the blocks one after another,
-// __syncthreads a barrier; checks the kernels' indexing (walks, strides, block sums).
-#include <barrier>
-#include <cmath>
-#include <functional>
-#include <thread>
-#include <vector>
-struct Dim { unsigned x = 0; };
-thread_local Dim threadIdx;
-Dim blockIdx, blockDim, gridDim;
-static std::barrier<>* block_barrier;
-#define __global__
-#define __device__
-#define __shared__ static
-static void __syncthreads() { block_barrier->arrive_and_wait(); }
-static float rsqrtf(float v) { return 1.0f / std::sqrt(v); }
-#include "NORM_CU"
-typedef long long ll;
-static void run(int grid, int block, const std::function<void()>& kernel) {
-    gridDim.x = grid, blockDim.x = block;
-    for (int b = 0; b < grid; b++) {
-        blockIdx.x = b;
-        std::barrier<> barrier(block);
-        block_barrier = &barrier;
-        std::vector<std::thread> threads;
-        for (int t = 0; t < block; t++) threads.emplace_back([t, &kernel] { threadIdx.x = t; kernel(); });
-        for (auto& thread : threads) thread.join();
-    }
-}
-#define P const float*
-extern "C" {
-void bn_stats_(int g, int k, P x, ll sn, ll sc, ll N, ll C, ll S, float* m, float* v, float* rm, float* rv,
-               float mo, int u) { run(g, k, [=] { bn_stats(x, sn, sc, N, C, S, m, v, rm, rv, mo, u); }); }
-void bn_apply_(int g, int k, P x, ll sn, ll sc, P r, ll rn, ll rc, int h, P m, P v, P ga, P be, float e, int re,
-               float* y, ll N, ll C, ll S) {
-    run(g, k, [=] { bn_apply(x, sn, sc, r, rn, rc, h, m, v, ga, be, e, re, y, N, C, S); });
-}
-void bn_backward_sums_(int g, int k, P dy, ll dn, ll dc, P x, ll sn, ll sc, P m, P v, P ga, P be, float e, int re,
-                       float* gb, float* gg, ll N, ll C, ll S) {
-    run(g, k, [=] { bn_backward_sums(dy, dn, dc, x, sn, sc, m, v, ga, be, e, re, gb, gg, N, C, S); });
-}
-void bn_backward_dx_(int g, int k, P dy, ll dn, ll dc, P x, ll sn, ll sc, P m, P v, P ga, P be, float e, int re,
-                     P gb, P gg, float* dx, ll N, ll C, ll S) {
-    run(g, k, [=] { bn_backward_dx(dy, dn, dc, x, sn, sc, m, v, ga, be, e, re, gb, gg, dx, N, C, S); });
-}
-}
-"""
-
-
 @pytest.fixture(scope="module")
 def cuda_source_on_threads(tmp_path_factory):
     """A launch() that runs norm.cu's kernels compiled by g++ (small grids, so every loop strides)."""
-    import ctypes
-    import shutil
-    import subprocess
-
-    if shutil.which("g++") is None:
-        pytest.skip("needs g++")
-    folder = tmp_path_factory.mktemp("norm_cu")
-    (folder / "harness.cpp").write_text(HARNESS.replace("NORM_CU", str(Path(launch.HERE) / "norm.cu")))
-    built = subprocess.run(["g++", "-std=c++20", "-O1", "-shared", "-fPIC", "-o", str(folder / "norm.so"),
-                            str(folder / "harness.cpp"), "-lpthread"], capture_output=True, text=True)
-    if built.returncode != 0:
-        pytest.skip(f"g++ could not build the harness (C++20 <barrier> needed): {built.stderr[-300:]}")
-    library = ctypes.CDLL(str(folder / "norm.so"))
-    c_types = {np.int64: ctypes.c_longlong, np.int32: ctypes.c_int, np.float32: ctypes.c_float}
-
-    def run_on_threads(filename, name, threads, args, block=launch.BLOCK):
-        reduction = name in ("bn_stats", "bn_backward_sums")  # (any power of 2 threads per block)
-        grid, block = (2, 64) if reduction else (3, 32)  # few threads: every grid-stride loop turns
-        converted = [a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray) else c_types[type(a)](a.item())
-                     for a in args]
-        getattr(library, name + "_")(ctypes.c_int(grid), ctypes.c_int(block), *converted)
-
-    return run_on_threads
+    reductions = {"bn_stats": (2, 64), "bn_backward_sums": (2, 64)}  # (any power of 2 threads per block)
+    return threaded_launch(tmp_path_factory, ["norm.cu"], reductions, default_grid=(3, 32))
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (5, 4, 7), (3, 5, 4, 4), (1, 3, 2, 2), (4, 1, 3, 3), (2, 3, 9, 11)])

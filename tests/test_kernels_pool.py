@@ -14,11 +14,7 @@ ReLU cost on the fake GPU.
   cross-entropy step makes no float64 array and no host sync.
 """
 
-import ctypes
 import os
-import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -28,8 +24,8 @@ from hypothesis import strategies as st
 import minidl
 import minidl.nn.functional as F
 from minidl import kernels
-from minidl.kernels import launch
 from minidl.kernels import pool as kp
+from kernel_harness import KernelFamily, c_arguments, reports, single_thread_library  # (tests/ is on sys.path)
 
 on_fake_gpu = pytest.mark.skipif(os.environ.get("MINIDL_FAKE_CUDA") != "1", reason="counts launches on minidl.fakecupy")
 
@@ -129,43 +125,11 @@ def test_global_window_takes_the_argmax_path():
 # --------------------------------------------------------------------------- #
 # The CuPy glue, checked against pool.cu's signatures (backend.cupy replaced by numpy)
 # --------------------------------------------------------------------------- #
-C_TYPES = {"float*": np.float32, "long long*": np.int64, "long long": np.int64, "int": np.int32}
+POOL = KernelFamily({"pool.cu": kp.EMULATE}, ["float*", "long long*", "long long", "int"])
+SIGNATURES = POOL.signatures
 
 
-def c_type(parameter):
-    """'const float* x' -> 'float*', 'long long sn' -> 'long long'."""
-    words = parameter.replace("const", "").replace("*", " * ").split()
-    return " ".join(words[:-1]).replace(" *", "*")
-
-
-SIGNATURES = {name: [c_type(p) for p in params.split(",")] for name, params in
-              re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', launch.source("pool.cu"))}
-
-
-@pytest.fixture
-def kernel_launches(monkeypatch):
-    """launch.launch checks each argument against the C signature and runs the EMULATE adapter."""
-    launched = []
-
-    def checked_launch(filename, name, threads, args, block=launch.BLOCK):
-        assert filename == "pool.cu" and name in kp.EMULATE
-        params = SIGNATURES[name]
-        assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
-        unpacked = []
-        for i, (arg, param) in enumerate(zip(args, params)):
-            if param.endswith("*"):
-                assert isinstance(arg, np.ndarray) and arg.dtype == C_TYPES[param] and arg.flags.c_contiguous, \
-                    f"{name} argument {i}: expected a C-contiguous {param} array"
-                unpacked.append(arg)
-            else:
-                assert type(arg) is C_TYPES[param], f"{name} argument {i}: {type(arg)} for {param}"
-                unpacked.append(arg.item())
-        launched.append(name)
-        kp.EMULATE[name](*unpacked)
-
-    monkeypatch.setattr(launch, "launch", checked_launch)
-    monkeypatch.setattr(kp.backend, "cupy", np)
-    return launched
+kernel_launches = POOL.launches_fixture()
 
 
 def test_the_signatures_were_read():
@@ -191,38 +155,9 @@ def test_kernels_equal_the_twins(kernel_launches, case, layout):
 # --------------------------------------------------------------------------- #
 # The CUDA source, compiled for the CPU: the kernels' own index arithmetic, run without a GPU
 # --------------------------------------------------------------------------- #
-PRELUDE = """
-#include <cstring>
-struct Dim { long long x; };
-static const Dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};  // one thread walks the grid
-static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, sizeof f); return f; }
-#define __global__
-"""
-
-
 @pytest.fixture(scope="module")
 def cuda_on_cpu(tmp_path_factory):
-    if shutil.which("g++") is None:
-        pytest.skip("needs g++")
-    folder = tmp_path_factory.mktemp("pool_cu")
-    (folder / "pool.cpp").write_text(PRELUDE + launch.source("pool.cu"))
-    subprocess.run(["g++", "-shared", "-fPIC", "-O1", "-o", str(folder / "pool.so"), str(folder / "pool.cpp")],
-                   check=True)
-    return ctypes.CDLL(str(folder / "pool.so"))
-
-
-def c_arguments(args):
-    """numpy arrays as pointers, numpy scalars as the C types they stand for."""
-    types = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float}
-    return [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else types[type(a)](a) for a in args]
-
-
-def launched_by(monkeypatch, call):
-    """What CupyPool's glue returns, and the (name, arguments) it launches (numpy standing in for cupy)."""
-    launched = []
-    monkeypatch.setattr(kp.backend, "cupy", np)
-    monkeypatch.setattr(launch, "launch", lambda filename, name, threads, args: launched.append((name, args)))
-    return call(), launched
+    return single_thread_library(tmp_path_factory, "pool.cu")
 
 
 @given(case=pool_cases(), layout=st.sampled_from(["contiguous", "channel-major"]))
@@ -232,13 +167,13 @@ def test_cuda_source_matches_the_twins(cuda_on_cpu, case, layout):
     expected, expected_index = kp.NumpyPool.max_pool2d_forward(x, *geometry, ceil_mode)
     gy = channel_major(np.random.default_rng(3).standard_normal(expected.shape).astype(np.float32))
     with pytest.MonkeyPatch.context() as monkeypatch:
-        (y, index), [(name, arguments)] = launched_by(
+        (y, index), [(name, arguments)] = POOL.launched_by(
             monkeypatch, lambda: kp.CupyPool.max_pool2d_forward(x, *geometry, ceil_mode))
         y[...], index[...] = 7, 7
         cuda_on_cpu[name](*c_arguments(arguments))
         np.testing.assert_array_equal(y, expected)
         np.testing.assert_array_equal(index, expected_index)
-        gx, [(name, arguments)] = launched_by(
+        gx, [(name, arguments)] = POOL.launched_by(
             monkeypatch, lambda: kp.CupyPool.max_pool2d_backward(gy, index, x.shape, *geometry))
         gx[...] = np.nan
         cuda_on_cpu[name](*c_arguments(arguments))
@@ -263,26 +198,6 @@ def test_every_cupy_entry_has_gpu_check_cases():
 # --------------------------------------------------------------------------- #
 # The ops on the fake GPU: launches, syncs, float64 arrays
 # --------------------------------------------------------------------------- #
-def measured(forward_step, leaf, repeat=2):
-    """The forward and backward measurements of the last of ``repeat`` runs: forward_step() -> output,
-    then output.backward(ones) (the gradient made outside both regions; leaf.grad reset first)."""
-    from minidl.fakecupy import meter
-
-    for _ in range(repeat):
-        leaf.grad = None
-        with meter.measure() as forward:
-            out = forward_step()
-        grad = minidl.ones(*out.shape, device="cuda")
-        with meter.measure() as backward:
-            out.backward(grad)
-    return forward, backward
-
-
-def reports(forward_step, leaf):
-    forward, backward = measured(forward_step, leaf)
-    return forward.report(), backward.report(), (forward.sites(), backward.sites())
-
-
 @pytest.mark.gpu
 @on_fake_gpu
 @pytest.mark.parametrize("pool", ["2x2", "3x3 s2 p1", "global", "adaptive equal bins", "channel-major input"])

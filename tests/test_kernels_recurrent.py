@@ -14,10 +14,6 @@
 """
 
 import copy
-import ctypes
-import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -28,9 +24,9 @@ from hypothesis import strategies as st
 import minidl
 import minidl.nn as nn
 from minidl import backend
-from minidl.kernels import launch
 from minidl.kernels import recurrent as kr
 from minidl.ops.recurrent import recurrence
+from kernel_harness import KernelFamily, c_arguments, single_thread_library  # (tests/ is on sys.path)
 
 seeds = st.integers(0, 2**32 - 1)
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -148,48 +144,18 @@ def test_ended_sequences_get_no_gradient_and_pass_theirs_on():
 # --------------------------------------------------------------------------- #
 # Running CupyRecurrent on the CPU: a launch that checks the C signature and calls the adapter
 # --------------------------------------------------------------------------- #
-C_TYPES = {"float*": np.float32, "bool*": np.bool_, "long long": np.int64, "int": np.int32}
+def one_thread_per_cell(name, threads, params, unpacked):
+    """recurrent.cu's kernels take (..., long long batch, int hidden, ...): one thread per (b, j)."""
+    batch = unpacked[params.index("long long")]
+    assert threads == batch * unpacked[params.index("long long") + 1], f"{name}: {threads} threads"
 
 
-def c_type(parameter):
-    words = parameter.replace("const", "").replace("*", " * ").split()
-    return " ".join(words[:-1]).replace(" *", "*")
+RECURRENT = KernelFamily({"recurrent.cu": kr.EMULATE}, ["float*", "bool*", "long long", "int"],
+                         check=one_thread_per_cell)
+SIGNATURES = RECURRENT.signatures
 
 
-def signatures():
-    kernels = re.findall(r'extern "C" __global__ void (\w+)\(([^)]*)\)', launch.source("recurrent.cu"))
-    return {name: [c_type(p) for p in params.split(",")] for name, params in kernels}
-
-
-SIGNATURES = signatures()
-
-
-@pytest.fixture
-def kernel_launches(monkeypatch):
-    """Replace launch.launch and backend.cupy (by numpy) for CupyRecurrent; returns the launched names."""
-    launched = []
-
-    def checked_launch(filename, name, threads, args, block=launch.BLOCK):
-        assert filename == "recurrent.cu" and name in kr.EMULATE
-        params = SIGNATURES[name]
-        assert len(args) == len(params), f"{name}: {len(args)} arguments for {len(params)} parameters"
-        unpacked = []
-        for i, (arg, param) in enumerate(zip(args, params)):
-            if param.endswith("*"):
-                assert isinstance(arg, np.ndarray) and arg.dtype == C_TYPES[param] and arg.flags.c_contiguous, \
-                    f"{name} argument {i}: expected a C-contiguous {param} array, got {arg.dtype} {arg.strides}"
-                unpacked.append(arg)
-            else:
-                assert type(arg) is C_TYPES[param], f"{name} argument {i}: {type(arg)} for {param}"
-                unpacked.append(arg.item())
-        batch = unpacked[params.index("long long")]
-        assert threads == batch * unpacked[params.index("long long") + 1]  # one thread per (b, j)
-        launched.append(name)
-        kr.EMULATE[name](*unpacked)
-
-    monkeypatch.setattr(launch, "launch", checked_launch)
-    monkeypatch.setattr(kr.backend, "cupy", np)
-    return launched
+kernel_launches = RECURRENT.launches_fixture()
 
 
 def test_the_signatures_were_read():
@@ -235,31 +201,9 @@ def test_inputs_of_any_layout_other_dtypes_and_outputs_that_must_be_contiguous(k
 # --------------------------------------------------------------------------- #
 # The CUDA source, compiled for the CPU: the kernels' own indexing and math, run without a GPU
 # --------------------------------------------------------------------------- #
-PRELUDE = """
-#include <math.h>
-struct Dim { long long x; };
-static const Dim blockIdx = {0}, threadIdx = {0}, blockDim = {1}, gridDim = {1};  // one thread walks the grid
-#define __global__
-#define __device__
-#define __forceinline__ inline
-"""
-
-
 @pytest.fixture(scope="module")
 def cuda_on_cpu(tmp_path_factory):
-    if shutil.which("g++") is None:
-        pytest.skip("needs g++")
-    folder = tmp_path_factory.mktemp("recurrent_cu")
-    (folder / "recurrent.cpp").write_text(PRELUDE + launch.source("recurrent.cu"))
-    subprocess.run(["g++", "-shared", "-fPIC", "-O1", "-o", str(folder / "recurrent.so"),
-                    str(folder / "recurrent.cpp")], check=True)
-    return ctypes.CDLL(str(folder / "recurrent.so"))
-
-
-def c_arguments(args):
-    """numpy arrays as pointers, numpy scalars as the C types they stand for."""
-    types = {np.int32: ctypes.c_int, np.int64: ctypes.c_longlong, np.float32: ctypes.c_float}
-    return [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else types[type(a)](a) for a in args]
+    return single_thread_library(tmp_path_factory, "recurrent.cu")
 
 
 @pytest.mark.parametrize("case", kr.CHECK_CASES, ids=lambda case: case[1].__name__)
@@ -269,11 +213,8 @@ def test_cuda_source_matches_the_twins(cuda_on_cpu, monkeypatch, case, seed):
     args = make(np.random.default_rng(seed))
     twin_args, kernel_args = copy.deepcopy(args), copy.deepcopy(args)
     getattr(kr.NumpyRecurrent, entry)(*twin_args)
-    launched = []
-    monkeypatch.setattr(kr.backend, "cupy", np)
-    monkeypatch.setattr(launch, "launch", lambda filename, name, threads, arguments: launched.append((name, arguments)))
-    getattr(kr.CupyRecurrent, entry)(*kernel_args)  # the glue: what it would launch
-    [(name, arguments)] = launched
+    _, [(name, arguments)] = RECURRENT.launched_by(
+        monkeypatch, lambda: getattr(kr.CupyRecurrent, entry)(*kernel_args))  # the glue: what it would launch
     assert name == entry
     cuda_on_cpu[name](*c_arguments(arguments))  # writes kernel_args' outputs in place
     for k, (got, expected) in enumerate(zip(kernel_args, twin_args)):
