@@ -1,7 +1,7 @@
 """The recurrent family of the backend table (minidl/kernels/recurrent.py): one cell step, pointwise.
 
 * the NumPy twins (forward and backward, with ended sequences) against the math written out in
-  torch, whose autograd gives the reference gradients (float64, hypothesis draws B, H and which
+  NumPy and its gradient by central differences (float64, hypothesis draws B, H and which
   sequences have ended);
 * the CUDA kernels' glue (CupyRecurrent) run on the CPU: ``launch`` is replaced by a stand-in that
   checks every argument against the kernel's C signature in recurrent.cu and calls the kernel's
@@ -17,7 +17,6 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,28 +33,53 @@ SAVED = {"LSTM": 5, "GRU": 4, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 # --------------------------------------------------------------------------- #
-# The math written out (torch, float64): new state and output of one step
+# The math written out (NumPy, float64): new state and output of one step
 # --------------------------------------------------------------------------- #
-def torch_step(mode, gx, gh, b_hh, h, c, valid):
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def reference_step(mode, gx, gh, b_hh, h, c, valid):
     """(h', c', output) with PyTorch's equations; ended sequences keep (h, c) and output 0."""
     H = h.shape[1]
     a = gh + b_hh
     if mode == "LSTM":
         pre = gx + a
-        i, f, o = torch.sigmoid(pre[:, :H]), torch.sigmoid(pre[:, H : 2 * H]), torch.sigmoid(pre[:, 3 * H :])
-        g = torch.tanh(pre[:, 2 * H : 3 * H])
+        i, f, o = sigmoid(pre[:, :H]), sigmoid(pre[:, H : 2 * H]), sigmoid(pre[:, 3 * H :])
+        g = np.tanh(pre[:, 2 * H : 3 * H])
         c_new = f * c + i * g
-        h_new = o * torch.tanh(c_new)
+        h_new = o * np.tanh(c_new)
     elif mode == "GRU":
-        r = torch.sigmoid(gx[:, :H] + a[:, :H])
-        z = torch.sigmoid(gx[:, H : 2 * H] + a[:, H : 2 * H])
-        n = torch.tanh(gx[:, 2 * H :] + r * a[:, 2 * H :])
+        r = sigmoid(gx[:, :H] + a[:, :H])
+        z = sigmoid(gx[:, H : 2 * H] + a[:, H : 2 * H])
+        n = np.tanh(gx[:, 2 * H :] + r * a[:, 2 * H :])
         h_new, c_new = (1 - z) * n + z * h, c
     else:
         pre = gx + a
-        h_new, c_new = (torch.tanh(pre) if mode == "RNN_TANH" else torch.relu(pre)), c
-    v = torch.as_tensor(valid)[:, None]
-    return torch.where(v, h_new, h), torch.where(v, c_new, c), torch.where(v, h_new, torch.zeros_like(h_new))
+        h_new, c_new = (np.tanh(pre) if mode == "RNN_TANH" else np.maximum(pre, 0)), c
+    v = np.asarray(valid)[:, None]
+    return np.where(v, h_new, h), np.where(v, c_new, c), np.where(v, h_new, 0.0)
+
+
+def reference_loss(mode, a, valid):
+    """L = <d_hidden + d_h, h'> + <d_output, output> + <d_c, c'>: backward's results are its gradients."""
+    h_new, c_new, output = reference_step(mode, a["gx"], a["gh"], a["b_hh"], a["h"], a["c"], valid)
+    loss = ((a["d_hidden"] + a["d_h"]) * h_new).sum() + (a["d_output"] * output).sum()
+    return loss + (a["d_c"] * c_new).sum() if mode == "LSTM" else loss
+
+
+def central_difference(mode, a, valid, name, eps=1e-6):
+    """dL/d a[name] by central differences, element by element (float64)."""
+    grad = np.zeros_like(a[name])
+    for index in np.ndindex(grad.shape):
+        original = a[name][index]
+        a[name][index] = original + eps
+        plus = reference_loss(mode, a, valid)
+        a[name][index] = original - eps
+        minus = reference_loss(mode, a, valid)
+        a[name][index] = original
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
 
 
 def draw_step(mode, seed, batch, hidden):
@@ -111,23 +135,15 @@ def test_twins_match_the_math_and_its_gradient(mode, seed, batch, hidden, data):
     h_new, c_new, output, saved = twin_forward(kr.NumpyRecurrent, mode, a, valid)
     dgx, dgh, d_h, d_c = twin_backward(kr.NumpyRecurrent, mode, a, saved, valid)
 
-    t = {k: torch.tensor(v, requires_grad=True) for k, v in a.items()}
-    th, tc, tout = torch_step(mode, t["gx"], t["gh"], t["b_hh"], t["h"], t["c"], mask)
-    np.testing.assert_allclose(h_new, th.detach().numpy(), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(output, tout.detach().numpy(), rtol=1e-12, atol=1e-12)
+    rh, rc, rout = reference_step(mode, a["gx"], a["gh"], a["b_hh"], a["h"], a["c"], mask)
+    np.testing.assert_allclose(h_new, rh, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(output, rout, rtol=1e-12, atol=1e-12)
     if mode == "LSTM":
-        np.testing.assert_allclose(c_new, tc.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(c_new, rc, rtol=1e-12, atol=1e-12)
 
-    # L = <d_hidden + d_h, h'> + <d_output, output> + <d_c, c'>: its gradient is what backward returns
-    loss = ((t["d_hidden"] + t["d_h"]) * th).sum() + (t["d_output"] * tout).sum()
-    if mode == "LSTM":
-        loss = loss + (t["d_c"] * tc).sum()
-    gx, gh, gprev_h, gprev_c = torch.autograd.grad(loss, [t["gx"], t["gh"], t["h"], t["c"]], allow_unused=True)
-    np.testing.assert_allclose(dgx, gx.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(dgh, gh.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(d_h, gprev_h.numpy(), rtol=1e-10, atol=1e-12)
-    if mode == "LSTM":
-        np.testing.assert_allclose(d_c, gprev_c.numpy(), rtol=1e-10, atol=1e-12)
+    for got, name in ((dgx, "gx"), (dgh, "gh"), (d_h, "h")) + (((d_c, "c"),) if mode == "LSTM" else ()):
+        np.testing.assert_allclose(got, central_difference(mode, a, mask, name), rtol=1e-6, atol=1e-7,
+                                   err_msg=f"{mode}: dL/d{name}")
 
 
 def test_ended_sequences_get_no_gradient_and_pass_theirs_on():
