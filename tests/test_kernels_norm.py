@@ -239,6 +239,16 @@ def test_bad_arguments_are_named():
         F.batch_norm_relu(x, None, None, training=True, residual=minidl.randn(2, 3, 1))
 
 
+def test_the_module_names_itself_on_bad_input():
+    layer = nn.BatchNormReLU2d(4)
+    with pytest.raises(ValueError, match=r"BatchNormReLU2d: expected 4 channels on axis 1 \(num_features\)"):
+        layer(minidl.randn(2, 3, 5, 5))
+    with pytest.raises(ValueError, match=r"BatchNormReLU2d: expected a \(N, C, H, W\) input, got shape \(2, 4\)"):
+        layer(minidl.randn(2, 4))
+    with pytest.raises(ValueError, match=r"residual must have the input's shape \(2, 4, 5, 5\), got \(2, 4, 5, 4\)"):
+        layer(minidl.randn(2, 4, 5, 5), residual=minidl.randn(2, 4, 5, 4))
+
+
 # --------------------------------------------------------------------------- #
 # nn.BatchNormReLU2d against BatchNorm2d + ReLU (+ residual)
 # --------------------------------------------------------------------------- #
