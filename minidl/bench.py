@@ -8,7 +8,8 @@ is timed: forward, cross-entropy, backward, optimizer step):
   linear 2304->64, relu, linear 64->10. Batch 64 (and 512 on a GPU).
 * **lstm** -- LSTM(40 -> 128) over 60 time steps, batch 32; the last hidden state goes
   into linear 128->10 (the spoken-digit model's shape), Adam (lr 1e-3).
-* **resnet9** -- lesson 06's ResNet-9 (width 1, batch norm), SGD with nesterov momentum
+* **resnet9** -- lesson 06's ResNet-9 (width 1; minidl's fused BatchNormReLU2d as in the lesson,
+  BatchNorm2d + ReLU in PyTorch, which has no fused module), SGD with nesterov momentum
   0.9, lr 0.05, weight decay 5e-4. Batch 32 (and 512 on a GPU).
 
 When PyTorch is importable (``pip install minidl[bench]``) the same job -- same shapes, same
@@ -84,9 +85,13 @@ def make_models(nn):
             _, (h, _) = self.lstm(x)
             return self.fc(h[-1])
 
+    # Lesson 06 fuses batch norm, ReLU and the residual add (minidl's nn.BatchNormReLU2d); PyTorch has
+    # no such module, so there the same math is BatchNorm2d, ReLU and a plain add.
+    fused = getattr(nn, "BatchNormReLU2d", None)
+
     def conv_bn(c_in, c_out):
-        return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
-                             nn.BatchNorm2d(c_out), nn.ReLU())
+        conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
+        return nn.Sequential(conv, fused(c_out)) if fused else nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU())
 
     class Residual(nn.Module):
         def __init__(self, channels):
@@ -94,7 +99,10 @@ def make_models(nn):
             self.f = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
 
         def forward(self, x):
-            return x + self.f(x)
+            if fused is None:
+                return x + self.f(x)
+            first, (conv, bn_relu) = self.f[0], self.f[1]
+            return bn_relu(conv(first(x)), residual=x)  # x + relu(bn(conv(...))) in one fused op
 
     class ResNet9(nn.Module):
         """Lesson 06's ResNet-9 (width 1): prep conv, three stages (two with a residual), global max."""

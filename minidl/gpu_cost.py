@@ -62,46 +62,21 @@ def install_stand_in():
 
 
 # --------------------------------------------------------------------------- #
-# the lessons' models (copied from lessons/05, 06, 10, 11: a lesson is a script, not a module)
+# the lessons' models (copied from lessons/05, 06, 10, 11: a lesson is a script, not a module;
+# lesson 05's CNN and lesson 06's ResNet-9 are the benchmark's, minidl.bench.make_models)
 # --------------------------------------------------------------------------- #
 def lesson05_cnn(nn):
-    return nn.Sequential(
-        nn.Conv2d(3, 32, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, kernel_size=3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 6 * 6, 64), nn.ReLU(), nn.Linear(64, CLASSES))
+    from minidl.bench import make_models
+
+    return make_models(nn)["cnn"]()
 
 
 def lesson06_resnet9(nn):
-    """Lesson 06's ResNet-9 as the lesson builds it today: conv_bn = Conv2d + fused BatchNormReLU2d,
-    the residual add fused into the second block's batch norm. (Switch the model here.)"""
+    """Lesson 06's ResNet-9 as the lesson builds it: Conv2d + fused BatchNormReLU2d, the residual add
+    fused into the second block's batch norm."""
+    from minidl.bench import make_models
 
-    def conv_bn(c_in, c_out):
-        return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False), nn.BatchNormReLU2d(c_out))
-
-    class Residual(nn.Module):
-        def __init__(self, channels):
-            super().__init__()
-            self.f = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
-
-        def forward(self, x):
-            first, (conv, bn_relu) = self.f[0], self.f[1]
-            return bn_relu(conv(first(x)), residual=x)
-
-    class ResNet9(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.prep = conv_bn(3, 64)
-            self.layer1 = nn.Sequential(conv_bn(64, 128), nn.MaxPool2d(2), Residual(128))
-            self.layer2 = nn.Sequential(conv_bn(128, 256), nn.MaxPool2d(2))
-            self.layer3 = nn.Sequential(conv_bn(256, 512), nn.MaxPool2d(2), Residual(512))
-            self.pool = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten())
-            self.classifier = nn.Linear(512, CLASSES, bias=False)
-
-        def forward(self, x):
-            x = self.layer3(self.layer2(self.layer1(self.prep(x))))
-            return self.classifier(self.pool(x)) * 0.125
-
-    return ResNet9()
+    return make_models(nn)["resnet9"]()
 
 
 def lesson10_lstm(nn, hidden=128):
